@@ -1,0 +1,48 @@
+"""The proposer seam: what the engine asks for, and what a proposer gives back.
+
+A proposer (the offline mutator here, an LLM ensemble later) only produces text. The edits
+module turns that text into a child program; the engine never trusts a proposer to do it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from sysevolve.program import Program
+
+EditFormat = Literal["diff", "rewrite"]
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """Everything a proposer may look at to propose one child."""
+
+    parent: Program
+    inspirations: tuple[Program, ...]
+    iteration: int
+    seed: int  # a proposer that needs randomness uses random.Random(seed), never global state
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposer's answer.
+
+    `text` holds SEARCH/REPLACE blocks (format "diff") or a whole program (format "rewrite").
+    `failure` is set, with `text` empty, when the proposer could not produce an edit; the
+    engine counts it by its reason and goes on.
+    """
+
+    text: str
+    format: EditFormat
+    proposer: str
+    summary: str = ""
+    failure: str | None = None
+
+
+class Proposer(Protocol):
+    """Anything that can propose an edit of a parent program."""
+
+    name: str
+
+    async def propose(self, request: ProposalRequest) -> Proposal: ...
