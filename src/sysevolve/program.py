@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["pending", "ok", "failed", "invalid_edit"]
+Status = Literal["pending", "ok", "failed", "invalid_edit", "proposal_failed"]
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,9 @@ class Program:
     """One program: the initial one, or a child proposed from a parent.
 
     `score` is the fitness (higher is better) of an evaluated program, None otherwise.
-    `failure` is a one-line reason when `status` is "failed" or "invalid_edit".
+    Status: "pending" (stored, not yet evaluated), "ok", "failed" (the evaluation failed),
+    "invalid_edit" (the proposer's edit could not be applied) or "proposal_failed" (the
+    proposer produced nothing). `failure` is the one-line reason for the last three.
     """
 
     id: int
