@@ -1,0 +1,302 @@
+"""The evolution loop: the only place that knows about time and concurrency.
+
+One coordinator coroutine keeps up to `proposals.concurrency` proposals and
+`evaluation.workers` evaluations in flight, independently and without generation barriers.
+Every decision (which parent, which seed, which island) is taken in the coordinator, in the
+order results arrive, so the archive and the random stream are never touched concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sysevolve.archive import Archive
+from sysevolve.config import Config
+from sysevolve.evaluation.harness import Harness
+from sysevolve.evaluation.sandbox import EvaluationOutcome
+from sysevolve.program import Program
+from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer
+from sysevolve.proposals.edits import EditError, apply_proposal, check_syntax, unified_diff
+from sysevolve.rundir import BestProgramFolder
+from sysevolve.store import Store
+
+
+class InitialProgramFailed(RuntimeError):
+    """The initial program does not evaluate; the loop cannot start."""
+
+
+@dataclass
+class RunStats:
+    """Live counters of a run, for the progress display and the final summary."""
+
+    iterations: int = 0
+    evaluated: int = 0
+    failed: int = 0
+    invalid_edits: int = 0
+    proposal_failures: int = 0
+    best_score: float | None = None
+    initial_score: float | None = None
+    best_iteration: int = 0
+    since_improvement: int = 0  # settled proposals since the best score last improved
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.invalid_edits + self.proposal_failures
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What the coordinator decided when it started a proposal."""
+
+    iteration: int
+    island: int
+    parent: Program
+    seed: int
+
+
+class Engine:
+    """Runs the loop for one run directory until a stopping condition holds."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        archive: Archive,
+        proposer: Proposer,
+        harness: Harness,
+        best_folder: BestProgramFolder,
+        on_progress: Callable[[RunStats], None] | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.archive = archive
+        self.proposer = proposer
+        self.harness = harness
+        self.best_folder = best_folder
+        self.on_progress = on_progress or (lambda stats: None)
+        self.stats = RunStats()
+        self.stop_reason: str | None = None
+        self.rng = random.Random(config.seed)
+        self._next_iteration = 1
+        self._eval_queue: list[Program] = []
+        self._proposals: dict[asyncio.Task, _Launch] = {}
+        self._evaluations: dict[asyncio.Task, Program] = {}
+
+    # --- start-up ---------------------------------------------------------------------------
+    async def prepare(self, initial_code: str) -> None:
+        """Evaluate and store the initial program, or rebuild state from the store."""
+        initial = self.store.initial_program()
+        if initial is None:
+            outcome = await self.harness.evaluate(initial_code)
+            if not outcome.ok:
+                raise InitialProgramFailed(f"the initial program fails evaluation: {outcome.failure}")
+            program = Program(id=0, code=initial_code, status="pending")
+            program_id = self.store.add_program(program, rng_state=_encode(self.rng.getstate()))
+            initial = dataclasses.replace(program, id=program_id)
+            self._record(initial, outcome)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Replay the store into the archive and counters (fresh start and resume alike)."""
+        state = self.store.get_meta("rng_state")
+        if state is not None:
+            self.rng.setstate(_decode(state))
+        stats = self.stats
+        for program in self.store.programs():
+            if program.iteration > 0:
+                stats.iterations += 1
+            if program.status == "pending":
+                self._eval_queue.append(program)
+            else:
+                self._settle(program)
+        self._next_iteration = self.store.last_iteration() + 1
+        self.stats.started_at = time.monotonic()
+
+    def _settle(self, program: Program) -> bool:
+        """Count a program whose fate is known and add it to the archive if it evaluated.
+
+        Returns True when it is a new best.
+        """
+        stats = self.stats
+        stats.since_improvement += 1
+        if program.status == "invalid_edit":
+            stats.invalid_edits += 1
+            return False
+        if program.status == "proposal_failed":
+            stats.proposal_failures += 1
+            return False
+        stats.evaluated += 1
+        if not program.evaluated_ok:
+            stats.failed += 1
+            return False
+        if program.iteration == 0 and stats.initial_score is None:
+            stats.initial_score = program.score
+        self.archive.add(program)
+        if stats.best_score is None or program.score > stats.best_score:
+            stats.best_score = program.score
+            stats.best_iteration = program.iteration
+            stats.since_improvement = 0
+            return True
+        return False
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Run until a stopping condition; returns the reason. Cancelling stops cleanly."""
+        self._check_stop()
+        try:
+            while True:
+                if self.stop_reason is None:
+                    self._launch_proposals()
+                self._launch_evaluations()
+                if not self._proposals and not self._evaluations:
+                    break
+                done, _ = await asyncio.wait(
+                    list(self._proposals) + list(self._evaluations),
+                    timeout=self._time_left(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for task in done:
+                    if task in self._proposals:
+                        self._finish_proposal(task, self._proposals.pop(task))
+                    else:
+                        self._finish_evaluation(task, self._evaluations.pop(task))
+                self._check_stop()
+                if self.stop_reason == "wall-clock budget reached":
+                    await self._cancel_in_flight()
+                self.on_progress(self.stats)
+        except asyncio.CancelledError:
+            self.stop_reason = "interrupted"
+            await self._cancel_in_flight()
+            raise
+        finally:
+            self.store.add_event("stopped", reason=self.stop_reason, stats=_stats_dict(self.stats))
+        return self.stop_reason or "nothing left to do"
+
+    def _launch_proposals(self) -> None:
+        settings = self.config
+        budget = settings.run.iterations
+        while (
+            len(self._proposals) < settings.proposals.concurrency
+            and self.stats.iterations < budget
+            and len(self._eval_queue) < settings.evaluation.resolved_workers()
+        ):
+            iteration = self._next_iteration
+            self._next_iteration += 1
+            island = iteration % settings.selection.num_islands
+            selection = self.archive.sample(self.rng, island)
+            seed = self.rng.getrandbits(32)
+            launch = _Launch(iteration, island, selection.parent, seed)
+            request = ProposalRequest(selection.parent, selection.inspirations, iteration, seed)
+            task = asyncio.create_task(self.proposer.propose(request))
+            self._proposals[task] = launch
+            self.stats.iterations += 1
+
+    def _launch_evaluations(self) -> None:
+        while self._eval_queue and len(self._evaluations) < self.config.evaluation.resolved_workers():
+            program = self._eval_queue.pop(0)
+            task = asyncio.create_task(self.harness.evaluate(program.code))
+            self._evaluations[task] = program
+
+    def _finish_proposal(self, task: asyncio.Task, launch: _Launch) -> None:
+        proposal = _proposal_result(task, self.proposer.name)
+        child = Program(
+            id=0, code="", parent_id=launch.parent.id, island=launch.island,
+            iteration=launch.iteration, proposer=proposal.proposer, edit=proposal.text,
+            edit_summary=proposal.summary,
+        )
+        if proposal.failure:
+            child = dataclasses.replace(child, status="proposal_failed", failure=proposal.failure)
+        else:
+            try:
+                code = apply_proposal(launch.parent.code, proposal)
+                check_syntax(code)
+                if code == launch.parent.code:
+                    raise EditError("the edit leaves the program unchanged")
+            except EditError as exc:
+                child = dataclasses.replace(child, status="invalid_edit", failure=str(exc))
+            else:
+                edit = unified_diff(launch.parent.code, code) if proposal.format == "rewrite" else proposal.text
+                child = dataclasses.replace(child, code=code, edit=edit)
+        program_id = self.store.add_program(child, seed=launch.seed, rng_state=_encode(self.rng.getstate()))
+        if child.status == "pending":
+            self._eval_queue.append(dataclasses.replace(child, id=program_id))
+        else:
+            self._settle(child)
+
+    def _finish_evaluation(self, task: asyncio.Task, program: Program) -> None:
+        outcome = task.result()  # the sandbox reports candidate failures; it does not raise
+        self._record(program, outcome)
+
+    def _record(self, program: Program, outcome: EvaluationOutcome) -> None:
+        self.store.record_evaluation(
+            program.id, "search", outcome.ok, outcome.score, outcome.metrics, outcome.artifacts,
+            outcome.failure, outcome.duration_s,
+        )
+        evaluated = dataclasses.replace(
+            program, status="ok" if outcome.ok else "failed", score=outcome.score,
+            metrics=outcome.metrics, artifacts=outcome.artifacts, failure=outcome.failure,
+        )
+        if self._settle(evaluated):
+            self.best_folder.write(evaluated)
+            self.store.add_event("new_best", program_id=evaluated.id, score=evaluated.score,
+                                 iteration=evaluated.iteration)
+
+    # --- stopping ---------------------------------------------------------------------------
+    def _time_left(self) -> float | None:
+        limit = self.config.run.max_wall_s
+        if limit is None:
+            return None
+        return max(0.0, limit - (time.monotonic() - self.stats.started_at))
+
+    def _check_stop(self) -> None:
+        if self.stop_reason is not None:
+            return
+        run, stats = self.config.run, self.stats
+        if run.max_wall_s is not None and self._time_left() == 0:
+            self.stop_reason = "wall-clock budget reached"
+        elif run.target_score is not None and stats.best_score is not None and stats.best_score >= run.target_score:
+            self.stop_reason = f"target score {run.target_score:g} reached"
+        elif run.patience is not None and stats.since_improvement >= run.patience:
+            self.stop_reason = f"no improvement in {run.patience} iterations"
+        elif stats.iterations >= run.iterations and not self._proposals:
+            self.stop_reason = f"iteration budget of {run.iterations} used"
+
+    async def _cancel_in_flight(self) -> None:
+        tasks = list(self._proposals) + list(self._evaluations)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled proposals were never stored: they do not count against the budget.
+        self.stats.iterations -= len(self._proposals)
+        self._proposals.clear()
+        self._evaluations.clear()  # their programs stay "pending" and are evaluated on resume
+
+
+def _proposal_result(task: asyncio.Task, proposer_name: str) -> Proposal:
+    """The task's proposal; a proposer that raised counts as a failed proposal, not a crash."""
+    exc = task.exception()
+    if exc is not None:
+        reason = f"proposer raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return Proposal(text="", format="rewrite", proposer=proposer_name, failure=reason)
+    return task.result()
+
+
+def _encode(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _decode(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _stats_dict(stats: RunStats) -> dict:
+    return {k: v for k, v in dataclasses.asdict(stats).items() if k != "started_at"}

@@ -1,0 +1,163 @@
+"""Creating a run directory, reopening one, and wiring the loop's parts together."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sysevolve import __version__
+from sysevolve.archive import Archive, SelectionSettings
+from sysevolve.config import Config, ConfigError, build_config, config_from_json, read_yaml
+from sysevolve.engine import Engine, RunStats
+from sysevolve.evaluation.harness import Harness
+from sysevolve.problem import Problem, load_problem
+from sysevolve.proposals.mutate import OfflineProposer
+from sysevolve.rundir import BestProgramFolder, db_path, is_run_dir
+from sysevolve.store import Store
+
+DATA_ENV = "SYSEVOLVE_DATA"
+
+
+class RunError(RuntimeError):
+    """A run cannot be created or reopened; the message is one line."""
+
+
+@dataclass
+class Run:
+    """An open run: its folder, problem, resolved configuration, store and engine."""
+
+    run_dir: Path
+    problem: Problem
+    config: Config
+    store: Store
+    engine: Engine
+    notes: list[str] = field(default_factory=list)  # what the user should know at start
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def default_run_dir(problem_name: str) -> Path:
+    return Path("runs") / f"{problem_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def create_run(
+    problem_spec: str | Path,
+    *,
+    config_file: Path | None = None,
+    overrides: dict | None = None,
+    out_dir: Path | None = None,
+    data_dir: Path | None = None,
+) -> Run:
+    """A new run directory for `problem_spec`, with its configuration resolved and stored."""
+    problem = load_problem(problem_spec)
+    layers: list[tuple[str, dict]] = []
+    if problem.timeout_s is not None:
+        layers.append(("problem.yaml", {"evaluation": {"timeout_s": problem.timeout_s}}))
+    if problem.config_layer:
+        layers.append((str(problem.root / "config.yaml"), problem.config_layer))
+    if config_file is not None:
+        layers.append((str(config_file), read_yaml(config_file)))
+    if overrides:
+        layers.append(("command line", overrides))
+    config, ignored = build_config(layers)
+
+    run_dir = Path(out_dir) if out_dir else default_run_dir(problem.name)
+    if is_run_dir(run_dir):
+        raise RunError(f"{run_dir} already holds a run; continue it with `sysevolve resume {run_dir}`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = _evaluation_env(data_dir)
+    store = Store(db_path(run_dir))
+    store.set_meta("problem", {"name": problem.name, "root": str(problem.root)})
+    store.set_meta("config", config.model_dump(mode="json"))
+    store.set_meta("evaluation_env", env)
+    store.set_meta("versions", {"sysevolve": __version__, "python": platform.python_version()})
+    store.set_meta("seed", config.seed)
+    store.add_event("created", ignored_keys=ignored)
+    notes = [f"config keys with no effect in sysevolve: {', '.join(ignored)}"] if ignored else []
+    return _open(run_dir, problem, config, store, env, notes)
+
+
+def open_run(run_dir: Path, *, iterations: int | None = None) -> Run:
+    """Reopen a stopped or killed run; `iterations` raises or lowers its total budget."""
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise RunError(f"{run_dir} is not a run directory (no {db_path(run_dir).name})")
+    store = Store(db_path(run_dir))
+    problem = load_problem(store.get_meta("problem")["root"])
+    data = store.get_meta("config")
+    if iterations is not None:
+        data["run"]["iterations"] = iterations
+        store.set_meta("config", data)
+    try:
+        config = config_from_json(data)
+    except ValueError as exc:
+        raise ConfigError(f"{run_dir}: stored config is invalid: {exc}") from None
+    env = store.get_meta("evaluation_env", {})
+    store.add_event("resumed", iterations_done=store.iterations_done())
+    return _open(run_dir, problem, config, store, env, [])
+
+
+def _evaluation_env(data_dir: Path | None) -> dict[str, str]:
+    """Environment variables evaluations may see: only where the real data is."""
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise RunError(f"--data {data_dir}: not a directory")
+        return {DATA_ENV: str(Path(data_dir).resolve())}
+    if os.environ.get(DATA_ENV):
+        return {DATA_ENV: os.environ[DATA_ENV]}
+    return {}
+
+
+def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: dict,
+          notes: list[str]) -> Run:
+    selection = SelectionSettings(**config.selection.model_dump())
+    proposer = OfflineProposer(crossover_rate=config.proposals.crossover_rate)
+    if config.llm or os.environ.get("OPENAI_API_KEY"):
+        notes.append("LLM proposals are not available in this version: using the offline proposer (mutations)")
+    else:
+        notes.append("no LLM configured: using the offline proposer (mutations inside evolvable regions)")
+    engine = Engine(
+        config=config,
+        store=store,
+        archive=Archive(selection),
+        proposer=proposer,
+        harness=Harness(problem, config.evaluation, env),
+        best_folder=BestProgramFolder(run_dir),
+    )
+    return Run(run_dir=run_dir, problem=problem, config=config, store=store, engine=engine, notes=notes)
+
+
+def summary(store: Store) -> dict:
+    """The figures `sysevolve status` shows, from the store alone."""
+    counts = store.status_counts()
+    initial = store.initial_program()
+    best = store.best_program()
+    config = store.get_meta("config") or {}
+    stopped = store.events("stopped")
+    return {
+        "problem": (store.get_meta("problem") or {}).get("name"),
+        "iterations": store.iterations_done(),
+        "iteration_budget": config.get("run", {}).get("iterations"),
+        "best_score": best.score if best else None,
+        "best_program_id": best.id if best else None,
+        "best_iteration": best.iteration if best else None,
+        "initial_score": initial.score if initial else None,
+        "programs": sum(counts.values()),
+        "evaluated": counts.get("ok", 0) + counts.get("failed", 0),
+        "failed": counts.get("failed", 0),
+        "invalid_edits": counts.get("invalid_edit", 0),
+        "proposal_failures": counts.get("proposal_failed", 0),
+        "pending": counts.get("pending", 0),
+        "stop_reason": stopped[-1][2].get("reason") if stopped else None,
+        "failure_reasons": [
+            {"status": status, "reason": reason, "count": n}
+            for status, reason, n in store.failure_reasons()
+        ],
+    }
+
+
+__all__ = ["Run", "RunError", "RunStats", "create_run", "open_run", "summary"]
