@@ -1,0 +1,64 @@
+"""Configuration errors are one line and name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FIXTURES
+from sysevolve.cli import main
+from sysevolve.config import ConfigError, build_config
+
+
+def test_misspelled_key_names_the_key_and_suggests():
+    with pytest.raises(ConfigError) as info:
+        build_config([("my.yaml", {"selection": {"num_island": 3}})])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "selection.num_island" in message and "num_islands" in message
+    assert message.startswith("my.yaml")
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError) as info:
+        build_config([("my.yaml", {"run": {"iterations": "many"}})])
+    assert "run.iterations" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_later_layers_override_earlier():
+    config, _ = build_config([("a", {"run": {"iterations": 5}, "seed": 1}), ("b", {"seed": 2})])
+    assert (config.run.iterations, config.seed) == (5, 2)
+
+
+def test_openevolve_keys_translate():
+    config, ignored = build_config([("oe", {
+        "max_iterations": 7, "random_seed": 9,
+        "database": {"num_islands": 2, "feature_dimensions": ["complexity", "score_x"]},
+        "evaluator": {"timeout": 12, "parallel_evaluations": 3},
+        "checkpoint_interval": 10,
+    })])
+    assert config.run.iterations == 7 and config.seed == 9
+    assert config.selection.feature_dimensions == ("code_length", "score_x")
+    assert config.evaluation.timeout_s == 12 and config.evaluation.workers == 3
+    assert ignored == ["checkpoint_interval"]
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path, capsys, toy_problem):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  timeout_s: fast\n")
+    code = main(["run", str(toy_problem), "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "evaluation.timeout_s" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_stops_when_initial_program_fails(tmp_path, capsys):
+    code = main(["run", str(FIXTURES / "broken_initial"), "--out", str(tmp_path / "r"),
+                 "--iterations", "5"])
+    assert code == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_unknown_problem_is_a_clear_error(capsys):
+    assert main(["eval", "no_such_problem", "x.py"]) == 2
+    assert "no problem 'no_such_problem'" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""A run killed with SIGKILL resumes without losing or duplicating any evaluated program."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.slow
+
+BUDGET = 40
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sysevolve", *args]
+
+
+def _count(db, query: str) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _evaluated(db) -> dict[int, tuple]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT id, code, status, score FROM programs WHERE status IN ('ok', 'failed')"
+        ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_resume_after_sigkill(tmp_path):
+    out = tmp_path / "run"
+    db = out / "run.db"
+    child = subprocess.Popen(
+        _cli("run", str(FIXTURES / "toy"), "--iterations", str(BUDGET), "--out", str(out),
+             "--workers", "2", "--seed", "4"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while _count(db, "SELECT COUNT(*) FROM programs WHERE status = 'ok'") < 8:
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+    before = _evaluated(db)
+    done_before = _count(db, "SELECT COUNT(*) FROM programs WHERE iteration > 0")
+    assert 0 < done_before < BUDGET
+
+    resumed = subprocess.run(_cli("resume", str(out)), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+
+    after = _evaluated(db)
+    for program_id, record in before.items():
+        assert after[program_id] == record  # nothing evaluated before the kill changed or vanished
+    assert _count(db, "SELECT COUNT(*) FROM programs WHERE iteration > 0") == BUDGET
+    assert _count(db, "SELECT COUNT(*) FROM programs WHERE status = 'pending'") == 0
+    # every program was evaluated on the search split at most once
+    assert _count(db, "SELECT COUNT(*) FROM (SELECT program_id FROM evaluations WHERE split = 'search'"
+                      " GROUP BY program_id HAVING COUNT(*) > 1)") == 0
+    assert _count(db, "SELECT COUNT(DISTINCT iteration) FROM programs") == BUDGET + 1
+    assert (out / "best" / "best_program.py").exists()
