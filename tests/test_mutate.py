@@ -183,7 +183,7 @@ def test_crossover_takes_a_region_from_the_other_program():
     child, summary = crossover(code, other, random.Random(0))
     assert region_texts(child) == ["A = 1\n", "B = 20\nC = 3\n"]
     assert fixed_lines(child) == fixed_lines(code)
-    assert summary == "region 2: taken from the other program"
+    assert summary == "region 2: crossover"
     assert crossover(code, code, random.Random(0)) is None
     assert crossover(code, "A = 1\n", random.Random(0)) is None
 
@@ -211,7 +211,7 @@ def test_children_parse_and_keep_the_fixed_part():
         ast.parse(proposal.text)
         assert fixed_lines(proposal.text) == fixed_lines(PROGRAM)
         assert 1 <= len(proposal.summary.split("; ")) <= 3
-        crossed += "crossover with program 7" in proposal.summary
+        crossed += proposal.summary.startswith("region 1: crossover with program 7")
     assert crossed > 0
 
 
@@ -221,7 +221,7 @@ def test_crossover_partner_is_the_best_different_inspiration():
     same = Program(id=4, code=PROGRAM, score=5.0)
     proposer = OfflineProposer(crossover_rate=1.0, mutations_per_child=(1, 1))
     proposal = run(proposer, request(PROGRAM, 0, (worse, same, better)))
-    assert proposal.summary.startswith("crossover with program 3")
+    assert proposal.summary == "region 1: crossover with program 3"
     assert "d = 9" in proposal.text
 
 

@@ -65,12 +65,12 @@ def parse_blocks(text: str) -> list[SearchReplace]:
                 number += 1
                 state, search, replace = "search", [], []
             elif marker == REPLACE_LINE:
-                raise EditError(f"block {number + 1}: '{REPLACE_LINE}' without a preceding '{SEARCH_LINE}'")
+                raise EditError(f"block {number + 1}: '{REPLACE_LINE}' without a '{SEARCH_LINE}' before it")
         elif state == "search":
             if marker == DIVIDER_LINE:
                 state = "replace"
             elif marker in (SEARCH_LINE, REPLACE_LINE):
-                raise EditError(f"SEARCH block {number} has no '{DIVIDER_LINE}' line after its search text")
+                raise EditError(f"SEARCH block {number} has no '{DIVIDER_LINE}' after its search text")
             else:
                 search.append(line)
         else:
@@ -83,7 +83,7 @@ def parse_blocks(text: str) -> list[SearchReplace]:
             else:
                 replace.append(line)
     if state == "search":
-        raise EditError(f"SEARCH block {number} has no '{DIVIDER_LINE}' line after its search text")
+        raise EditError(f"SEARCH block {number} has no '{DIVIDER_LINE}' after its search text")
     if state == "replace":
         raise EditError(f"SEARCH block {number} is not closed by '{REPLACE_LINE}'")
     return blocks
@@ -91,7 +91,7 @@ def parse_blocks(text: str) -> list[SearchReplace]:
 
 def _make_block(number: int, search: list[str], replace: list[str]) -> SearchReplace:
     if not any(line.strip() for line in search):
-        raise EditError(f"SEARCH block {number} has empty search text; quote the parent lines to replace")
+        raise EditError(f"SEARCH block {number} has empty search text; quote the lines to replace")
     return SearchReplace("".join(s + "\n" for s in search), "".join(r + "\n" for r in replace))
 
 
@@ -105,7 +105,7 @@ def apply_search_replace(parent_code: str, text: str) -> str:
     for number, block in enumerate(blocks, start=1):
         code = _apply_block(code, block, number)
         if _count_markers(code) != markers:
-            raise EditError(f"SEARCH block {number} adds or removes EVOLVE-BLOCK markers; keep them unchanged")
+            raise EditError(f"SEARCH block {number} adds or removes EVOLVE-BLOCK markers; keep them")
     return _ends_with_newline(code)
 
 
@@ -121,7 +121,9 @@ def _apply_block(code: str, block: SearchReplace, number: int) -> str:
         starts = _match_starts(lines, search, str.strip)
     if not starts:
         first = next(s.strip() for s in search if s.strip())
-        raise EditError(f"SEARCH block {number} matches nothing in the parent (first line: {_short(first)!r})")
+        raise EditError(
+            f"SEARCH block {number} matches nothing in the parent (first line: {_short(first)!r})"
+        )
     if len(starts) > 1:
         places = ", ".join(str(s + 1) for s in starts[:5])
         raise EditError(
@@ -159,7 +161,7 @@ def _indent(line: str) -> str:
 
 
 def _reindent(replace: list[str], search: list[str], matched: list[str]) -> list[str]:
-    """Shift `replace` by the indentation the parent has and the search text lacked (or had extra)."""
+    """Shift `replace` by how much the matched parent lines are indented more than `search`."""
     k = next(i for i, s in enumerate(search) if s.strip())
     have, want = _indent(search[k]), _indent(matched[k])
     out = []

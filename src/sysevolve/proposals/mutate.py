@@ -25,7 +25,7 @@ from sysevolve.proposals.regions import (
     replace_regions,
 )
 
-Operator = Callable[[str, random.Random], "tuple[str, str] | None"]
+Operator = Callable[[str, random.Random], tuple[str, str] | None]
 
 
 # --- token helpers ------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def crossover(code: str, other: str, rng: random.Random) -> tuple[str, str] | No
         return None
     index = rng.choice(differing)
     mine[index] = theirs[index]
-    return replace_regions(code, mine), f"region {index + 1}: taken from the other program"
+    return replace_regions(code, mine), f"region {index + 1}: crossover"
 
 
 MUTATIONS: tuple[Operator, ...] = (perturb_number, flip_comparison, swap_min_max, swap_statements)
@@ -335,15 +335,17 @@ class OfflineProposer:
         )
 
     def _mutate(self, code: str, partner: Program | None, rng: random.Random) -> tuple[str, list[str]]:
-        """Apply 1..3 operators; each is a crossover with probability `crossover_rate`."""
+        """Apply 1..3 operators; with probability `crossover_rate` the first is a crossover."""
         summaries = []
-        for _ in range(rng.randint(*self.mutations_per_child)):
-            if partner is not None and rng.random() < self.crossover_rate:
-                result = crossover(code, partner.code, rng)
-                if result:
-                    code = result[0]
-                    summaries.append(f"crossover with program {partner.id}, {result[1]}")
-                    continue
+        steps = rng.randint(*self.mutations_per_child)
+        # Crossover goes first so that later mutations are not overwritten by the spliced region.
+        if partner is not None and rng.random() < self.crossover_rate:
+            result = crossover(code, partner.code, rng)
+            if result:
+                code = result[0]
+                summaries.append(f"{result[1]} with program {partner.id}")
+                steps -= 1
+        for _ in range(steps):
             # Try the operators in random order so one without a site does not waste the step.
             for op in rng.sample(MUTATIONS, len(MUTATIONS)):
                 result = op(code, rng)
