@@ -24,7 +24,7 @@ from sysevolve.runs import Run, RunError, _evaluation_env, create_run, open_run,
 from sysevolve.store import Store
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fmt(value) -> str:
