@@ -18,7 +18,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/sysevolve run txn_scheduling --iterations 60 --out runs/demo-txn --seed 0
+	rm -rf runs/demo-txn
+	$(BIN)/sysevolve run txn_scheduling --iterations 200 --out runs/demo-txn --seed 0
 	$(BIN)/sysevolve status runs/demo-txn
 
 bench: $(STAMP)

@@ -136,7 +136,7 @@ def main() -> None:
         per = seconds / count
         table.add_row(name, str(count), f"{seconds:.2f}", f"{count / seconds:.1f}",
                       f"{per * 1000:.2f}", f"{raw_per_eval / per:.2f}x")
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":
