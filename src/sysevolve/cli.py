@@ -120,7 +120,8 @@ def cmd_status(args) -> int:
         return 0
     table = Table(title=f"{args.run_dir} ({info['problem']})", show_header=False)
     for key in ("iterations", "iteration_budget", "best_score", "initial_score", "best_program_id",
-                "programs", "evaluated", "failed", "invalid_edits", "proposal_failures", "pending",
+                "programs", "evaluated", "failed", "invalid_edits", "proposal_failures",
+                "discarded_unparseable", "pending",
                 "stop_reason"):
         table.add_row(key.replace("_", " "), _fmt(info[key]))
     console.print(table)

@@ -46,7 +46,7 @@ class SelectionConfig(_Section):
     elite_fraction: float = Field(0.1, gt=0, le=1)
     num_top_inspirations: int = Field(2, ge=0)
     num_diverse_inspirations: int = Field(2, ge=0)
-    migration_interval: int = Field(20, ge=1, description="programs added between migrations")
+    migration_interval: int = Field(20, ge=0, description="programs added between migrations; 0 disables")
     migration_rate: float = Field(0.1, ge=0, le=1)
 
     @model_validator(mode="after")

@@ -224,7 +224,8 @@ class Engine:
             else:
                 edit = unified_diff(launch.parent.code, code) if proposal.format == "rewrite" else proposal.text
                 child = dataclasses.replace(child, code=code, edit=edit)
-        program_id = self.store.add_program(child, seed=launch.seed, rng_state=_encode(self.rng.getstate()))
+        program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded,
+                                            rng_state=_encode(self.rng.getstate()))
         if child.status == "pending":
             self._eval_queue.append(dataclasses.replace(child, id=program_id))
         else:

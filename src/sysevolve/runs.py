@@ -151,6 +151,7 @@ def summary(store: Store) -> dict:
         "failed": counts.get("failed", 0),
         "invalid_edits": counts.get("invalid_edit", 0),
         "proposal_failures": counts.get("proposal_failed", 0),
+        "discarded_unparseable": store.discarded_proposals(),
         "pending": counts.get("pending", 0),
         "stop_reason": stopped[-1][2].get("reason") if stopped else None,
         "failure_reasons": [

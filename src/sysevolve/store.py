@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS programs (
     edit_summary TEXT NOT NULL,
     proposer     TEXT NOT NULL,
     seed         INTEGER,                 -- the proposal's random seed
+    discarded    INTEGER NOT NULL DEFAULT 0,  -- children the proposer threw away first
     status       TEXT NOT NULL,           -- pending | ok | failed | invalid_edit | proposal_failed
     failure      TEXT,
     score        REAL,
@@ -110,15 +111,17 @@ class Store:
         return json.loads(row[0]) if row else default
 
     # --- programs ---------------------------------------------------------------------------
-    def add_program(self, program: Program, seed: int | None = None, rng_state: Any = None) -> int:
+    def add_program(self, program: Program, seed: int | None = None, rng_state: Any = None,
+                    discarded: int = 0) -> int:
         """Store a new program and, in the same transaction, the engine's random state."""
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO programs(parent_id, iteration, island, code, edit, edit_summary, "
-                "proposer, seed, status, failure, score, metrics, artifacts, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "proposer, seed, discarded, status, failure, score, metrics, artifacts, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (program.parent_id, program.iteration, program.island, program.code, program.edit,
-                 program.edit_summary, program.proposer, seed, program.status, program.failure,
+                 program.edit_summary, program.proposer, seed, discarded, program.status,
+                 program.failure,
                  program.score, json.dumps(program.metrics), json.dumps(program.artifacts),
                  time.time()),
             )
@@ -188,6 +191,10 @@ class Store:
     def status_counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, COUNT(*) FROM programs GROUP BY status").fetchall()
         return {status: count for status, count in rows}
+
+    def discarded_proposals(self) -> int:
+        """Children proposers threw away before proposing (unparseable mutations)."""
+        return self._db.execute("SELECT COALESCE(SUM(discarded), 0) FROM programs").fetchone()[0]
 
     def evaluation_count(self, program_id: int, split: str = "search") -> int:
         return self._db.execute(

@@ -38,6 +38,7 @@ class Proposal:
     proposer: str
     summary: str = ""
     failure: str | None = None
+    discarded: int = 0  # children the proposer made and threw away (e.g. unparseable) first
 
 
 class Proposer(Protocol):

@@ -322,16 +322,20 @@ class OfflineProposer:
             return self._failure(f"offline proposer cannot read the evolve markers: {error}")
         rng = random.Random(request.seed)
         partner = _crossover_partner(request.parent, request.inspirations)
+        discarded = 0
         for _ in range(self.max_attempts):
             child, summaries = self._mutate(parent, partner, rng)
             if child == parent:
                 continue
             if not _parses(child):
                 self.discarded_unparseable += 1
+                discarded += 1
                 continue
-            return Proposal(child, "rewrite", self.name, summary="; ".join(summaries))
+            return Proposal(child, "rewrite", self.name, summary="; ".join(summaries),
+                            discarded=discarded)
         return self._failure(
-            f"offline proposer found no mutation that parses after {self.max_attempts} attempts"
+            f"offline proposer found no mutation that parses after {self.max_attempts} attempts",
+            discarded,
         )
 
     def _mutate(self, code: str, partner: Program | None, rng: random.Random) -> tuple[str, list[str]]:
@@ -355,8 +359,8 @@ class OfflineProposer:
                     break
         return code, summaries
 
-    def _failure(self, reason: str) -> Proposal:
-        return Proposal("", "rewrite", self.name, failure=reason)
+    def _failure(self, reason: str, discarded: int = 0) -> Proposal:
+        return Proposal("", "rewrite", self.name, failure=reason, discarded=discarded)
 
 
 def _crossover_partner(parent: Program, inspirations: tuple[Program, ...]) -> Program | None:
