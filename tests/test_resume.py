@@ -71,3 +71,29 @@ def test_resume_after_sigkill(tmp_path):
                       " GROUP BY program_id HAVING COUNT(*) > 1)") == 0
     assert _count(db, "SELECT COUNT(DISTINCT iteration) FROM programs") == BUDGET + 1
     assert (out / "best" / "best_program.py").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_cleanly_and_resumes(tmp_path, sig):
+    out = tmp_path / "run"
+    db = out / "run.db"
+    child = subprocess.Popen(
+        _cli("run", str(FIXTURES / "toy"), "--iterations", str(BUDGET), "--out", str(out),
+             "--workers", "2"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while _count(db, "SELECT COUNT(*) FROM programs WHERE status = 'ok'") < 5:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child.send_signal(sig)
+    stdout, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "sysevolve resume" in stdout
+    status = subprocess.run(_cli("status", str(out), "--json"), capture_output=True, text=True)
+    assert '"stop_reason": "interrupted"' in status.stdout
+
+    resumed = subprocess.run(_cli("resume", str(out)), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _count(db, "SELECT COUNT(*) FROM programs WHERE iteration > 0") == BUDGET
+    assert _count(db, "SELECT COUNT(*) FROM programs WHERE status = 'pending'") == 0
