@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from sysevolve.archive import Archive, Selection, SelectionSettings
+from sysevolve.archive import Archive, Selection
+from sysevolve.config import ConfigError, SelectionConfig, build_config
 from sysevolve.program import Program
 
 
@@ -17,50 +18,47 @@ def prog(pid: int, score: float | None, *, island: int = 0, length: int = 10, **
     return Program(id=pid, code="x" * length, island=island, status=status, score=score, **kw)
 
 
-def settings(**kw) -> SelectionSettings:
+def settings(**kw) -> SelectionConfig:
     base = dict(num_islands=1, migration_interval=0)
     base.update(kw)
-    return SelectionSettings(**base)
+    return SelectionConfig(**base)
 
 
 # ----- settings ------------------------------------------------------------------------------
 
 
 def test_default_settings_are_valid_and_lists_become_tuples():
-    assert SelectionSettings().num_islands == 4
-    s = SelectionSettings(feature_dimensions=["code_length", "latency"])
+    assert SelectionConfig().num_islands == 4
+    s = SelectionConfig(feature_dimensions=["code_length", "latency"])
     assert s.feature_dimensions == ("code_length", "latency")
     hash(s)
 
 
 @pytest.mark.parametrize(
-    "kw, message",
+    "kw, key",
     [
-        (dict(num_islands=0), "num_islands must be >= 1"),
-        (dict(exploitation_ratio=0.8, exploration_ratio=0.3),
-         "exploitation_ratio + exploration_ratio must be <= 1"),
-        (dict(exploitation_ratio=-0.1), "exploitation_ratio must be in [0, 1]"),
-        (dict(exploration_ratio=1.5, exploitation_ratio=0.0),
-         "exploration_ratio must be in [0, 1]"),
-        (dict(elite_fraction=0.0), "elite_fraction must be in (0, 1]"),
-        (dict(feature_bins=0), "feature_bins must be >= 1"),
+        (dict(num_islands=0), "selection.num_islands"),
+        (dict(exploitation_ratio=0.8, exploration_ratio=0.3), "exploitation_ratio + exploration_ratio"),
+        (dict(exploitation_ratio=-0.1), "selection.exploitation_ratio"),
+        (dict(elite_fraction=0.0), "selection.elite_fraction"),
+        (dict(feature_bins=0), "selection.feature_bins"),
         (dict(feature_dimensions=("a", "a")), "feature_dimensions has duplicates"),
-        (dict(migration_rate=2.0), "migration_rate must be in [0, 1]"),
-        (dict(migration_interval=-1), "migration_interval must be >= 0"),
-        (dict(population_size=0), "population_size must be >= 1"),
-        (dict(num_top_inspirations=-1), "num_top_inspirations must be >= 0"),
+        (dict(migration_rate=2.0), "selection.migration_rate"),
+        (dict(migration_interval=-1), "selection.migration_interval"),
+        (dict(population_size=0), "selection.population_size"),
+        (dict(num_top_inspirations=-1), "selection.num_top_inspirations"),
     ],
 )
-def test_settings_validation(kw, message):
-    with pytest.raises(ValueError) as err:
-        SelectionSettings(**kw)
-    assert message in str(err.value)
+def test_settings_validation(kw, key):
+    with pytest.raises(ConfigError) as err:
+        build_config([("test", {"selection": kw})])
+    assert key in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_ratios_summing_to_one_are_accepted():
-    SelectionSettings(exploitation_ratio=0.7, exploration_ratio=0.3)
-    SelectionSettings(exploitation_ratio=1.0, exploration_ratio=0.0)
+    SelectionConfig(exploitation_ratio=0.7, exploration_ratio=0.3)
+    SelectionConfig(exploitation_ratio=1.0, exploration_ratio=0.0)
 
 
 # ----- add and best --------------------------------------------------------------------------
@@ -105,11 +103,6 @@ def test_programs_go_to_their_island():
     assert [p.id for p in a.programs(2)] == [2, 3]
 
 
-def test_next_island_is_round_robin():
-    a = Archive(settings(num_islands=3))
-    assert [a.next_island() for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
-
-
 # ----- MAP-Elites cells ----------------------------------------------------------------------
 
 
@@ -152,7 +145,7 @@ def test_custom_metric_as_feature_dimension():
 # ----- sampling ------------------------------------------------------------------------------
 
 
-def filled(s: SelectionSettings, n: int = 40, island: int = 0) -> Archive:
+def filled(s: SelectionConfig, n: int = 40, island: int = 0) -> Archive:
     a = Archive(s)
     for i in range(n):
         a.add(prog(i, float(i % 13) + i / 100, island=island, length=10 + 7 * i))
@@ -261,7 +254,7 @@ def test_empty_island_falls_back_to_the_global_population():
 
 
 def test_migration_copies_elites_to_the_next_island_at_the_interval():
-    s = SelectionSettings(
+    s = SelectionConfig(
         num_islands=3, migration_interval=6, migration_rate=0.5, elite_fraction=0.5
     )
     a = Archive(s)
@@ -279,7 +272,7 @@ def test_migration_copies_elites_to_the_next_island_at_the_interval():
 
 
 def test_migration_skips_programs_already_on_the_target_island():
-    s = SelectionSettings(num_islands=2, migration_interval=2, migration_rate=1.0)
+    s = SelectionConfig(num_islands=2, migration_interval=2, migration_rate=1.0)
     a = Archive(s)
     a.add(prog(1, 9.0, island=0))
     a.add(prog(2, 1.0, island=1))
@@ -291,7 +284,7 @@ def test_migration_skips_programs_already_on_the_target_island():
 
 
 def test_migration_disabled_with_interval_zero():
-    a = Archive(SelectionSettings(num_islands=2, migration_interval=0))
+    a = Archive(SelectionConfig(num_islands=2, migration_interval=0))
     for i in range(50):
         a.add(prog(i, float(i), island=i % 2))
     assert a.migrations() == () and a.island_sizes() == (25, 25)
@@ -333,7 +326,7 @@ def test_population_may_exceed_cap_when_everything_is_protected():
 
 
 def test_evicted_migrant_stays_on_its_other_island():
-    s = SelectionSettings(
+    s = SelectionConfig(
         num_islands=2, migration_interval=2, migration_rate=1.0, population_size=2,
         feature_dimensions=(),  # a single cell, held by the island's best
     )
@@ -351,13 +344,13 @@ def test_evicted_migrant_stays_on_its_other_island():
 
 
 def run_sequence(seed: int) -> list[tuple]:
-    s = SelectionSettings(num_islands=3, migration_interval=7, population_size=15, feature_bins=4)
+    s = SelectionConfig(num_islands=3, migration_interval=7, population_size=15, feature_bins=4)
     a = Archive(s)
     data_rng = random.Random(99)
     rng = random.Random(seed)
     trace = []
     for pid in range(120):
-        island = a.next_island()
+        island = pid % 3
         score = round(data_rng.uniform(0, 10), 1)
         a.add(prog(pid, score, island=island, length=data_rng.randint(1, 400)))
         sel = a.sample(rng, island)
@@ -373,7 +366,7 @@ def test_same_calls_and_seed_give_the_same_selections():
 
 
 def test_replay_then_sample_matches_the_original_archive():
-    s = SelectionSettings(num_islands=2, migration_interval=5, population_size=8)
+    s = SelectionConfig(num_islands=2, migration_interval=5, population_size=8)
     original = Archive(s)
     stored = []
     for pid in range(40):

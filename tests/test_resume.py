@@ -88,7 +88,7 @@ def test_interrupt_stops_cleanly_and_resumes(tmp_path, sig):
         time.sleep(0.05)
     child.send_signal(sig)
     stdout, stderr = child.communicate(timeout=30)
-    assert child.returncode == 130, stderr
+    assert child.returncode == 128 + sig, stderr
     assert "sysevolve resume" in stdout
     status = subprocess.run(_cli("status", str(out), "--json"), capture_output=True, text=True)
     assert '"stop_reason": "interrupted"' in status.stdout

@@ -13,68 +13,13 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from sysevolve.config import SelectionConfig
 from sysevolve.program import Program
 
 Mode = Literal["exploit", "explore", "weighted"]
 Cell = tuple[int, ...]
 
-CODE_LENGTH = "code_length"
-
-
-@dataclass(frozen=True)
-class SelectionSettings:
-    """How parents and inspirations are chosen, and how islands are kept.
-
-    `feature_dimensions` name the MAP-Elites axes: "code_length" is len(program.code), any
-    other name is read from `program.metrics`. Sampling picks "exploit" with probability
-    `exploitation_ratio`, "explore" with `exploration_ratio`, and "weighted" otherwise.
-    Every `migration_interval` accepted programs (0 disables), each island copies its top
-    `migration_rate` fraction of elites to the next island in a ring.
-    """
-
-    num_islands: int = 4
-    feature_dimensions: tuple[str, ...] = (CODE_LENGTH,)
-    feature_bins: int = 10
-    exploitation_ratio: float = 0.7
-    exploration_ratio: float = 0.2
-    elite_fraction: float = 0.1
-    num_top_inspirations: int = 2
-    num_diverse_inspirations: int = 2
-    migration_interval: int = 20
-    migration_rate: float = 0.1
-    population_size: int = 1000
-
-    def __post_init__(self) -> None:
-        # Accept a list (e.g. from YAML) but store a tuple so the settings stay hashable.
-        object.__setattr__(self, "feature_dimensions", tuple(self.feature_dimensions))
-        dims = self.feature_dimensions
-        checks = [
-            (self.num_islands >= 1, f"num_islands must be >= 1, got {self.num_islands}"),
-            (len(set(dims)) == len(dims), f"feature_dimensions has duplicates: {dims}"),
-            (self.feature_bins >= 1, f"feature_bins must be >= 1, got {self.feature_bins}"),
-            (0 <= self.exploitation_ratio <= 1,
-             f"exploitation_ratio must be in [0, 1], got {self.exploitation_ratio}"),
-            (0 <= self.exploration_ratio <= 1,
-             f"exploration_ratio must be in [0, 1], got {self.exploration_ratio}"),
-            (self.exploitation_ratio + self.exploration_ratio <= 1 + 1e-9,
-             "exploitation_ratio + exploration_ratio must be <= 1, got "
-             f"{self.exploitation_ratio + self.exploration_ratio:g}"),
-            (0 < self.elite_fraction <= 1,
-             f"elite_fraction must be in (0, 1], got {self.elite_fraction}"),
-            (self.num_top_inspirations >= 0,
-             f"num_top_inspirations must be >= 0, got {self.num_top_inspirations}"),
-            (self.num_diverse_inspirations >= 0,
-             f"num_diverse_inspirations must be >= 0, got {self.num_diverse_inspirations}"),
-            (self.migration_interval >= 0,
-             f"migration_interval must be >= 0 (0 disables), got {self.migration_interval}"),
-            (0 <= self.migration_rate <= 1,
-             f"migration_rate must be in [0, 1], got {self.migration_rate}"),
-            (self.population_size >= 1,
-             f"population_size must be >= 1, got {self.population_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+CODE_LENGTH = "code_length"  # the built-in feature: len(program.code)
 
 
 @dataclass(frozen=True)
@@ -107,8 +52,8 @@ class _Island:
 class Archive:
     """Programs partitioned into islands, each with a MAP-Elites grid over feature bins."""
 
-    def __init__(self, settings: SelectionSettings | None = None) -> None:
-        self.settings = settings or SelectionSettings()
+    def __init__(self, settings: SelectionConfig | None = None) -> None:
+        self.settings = settings or SelectionConfig()
         n = self.settings.num_islands
         self._islands = [_Island() for _ in range(n)]
         self._programs: dict[int, Program] = {}  # every program that is on some island
@@ -118,7 +63,6 @@ class Archive:
         self._ranges: list[list[float] | None] = [None] * len(self.settings.feature_dimensions)
         self._range_version = 0
         self._since_migration = 0
-        self._next_island = 0
         self._migrations: list[tuple[int, int, int]] = []
 
     # ----- adding --------------------------------------------------------------------------
@@ -259,12 +203,6 @@ class Archive:
         return isl.grid
 
     # ----- sampling ------------------------------------------------------------------------
-
-    def next_island(self) -> int:
-        """The island for the next proposal, round-robin."""
-        island = self._next_island
-        self._next_island = (island + 1) % self.settings.num_islands
-        return island
 
     def sample(self, rng: random.Random, island: int) -> Selection:
         """Choose a parent and inspirations for a child that will live on `island`.

@@ -13,17 +13,18 @@ from rich.console import Console
 from rich.table import Table
 
 from sysevolve import __version__
-from sysevolve.config import ConfigError, build_config
+from sysevolve.config import ConfigError
 from sysevolve.engine import InitialProgramFailed
 from sysevolve.evaluation.harness import Harness
 from sysevolve.problem import ProblemError, builtin_problems, load_problem
 from sysevolve.progress import ProgressBar
 from sysevolve.proposals.edits import unified_diff
 from sysevolve.rundir import db_path, is_run_dir
-from sysevolve.runs import Run, RunError, _evaluation_env, create_run, open_run, summary
+from sysevolve.runs import (Run, RunError, create_run, evaluation_env, open_run, remove_run,
+                            resolve_config, summary)
 from sysevolve.store import Store
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -36,10 +37,18 @@ def _fmt(value) -> str:
 
 
 # --- run / resume -----------------------------------------------------------------------------
-async def _drive(run: Run) -> str:
-    """Evaluate the initial program if needed, then run the loop under a progress bar."""
+async def _drive(run: Run, signals: list[int]) -> str:
+    """Evaluate the initial program if needed, then run the loop under a progress bar.
+
+    SIGTERM cancels the loop like Ctrl-C does; `signals` records that it came.
+    """
     task = asyncio.current_task()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def terminate() -> None:
+        signals.append(signal.SIGTERM)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     await run.engine.prepare(run.problem.initial_code())
     stats = run.engine.stats
     with ProgressBar(run.config.run.iterations, stats.iterations, console) as bar:
@@ -50,18 +59,22 @@ async def _drive(run: Run) -> str:
     return reason
 
 
-def _execute(run: Run) -> int:
+def _execute(run: Run, new: bool) -> int:
     console.print(f"[bold]sysevolve[/] {run.problem.name} -> {run.run_dir}")
     for note in run.notes:
         console.print(f"  {note}")
+    signals: list[int] = []
     try:
-        reason = asyncio.run(_drive(run))
+        reason = asyncio.run(_drive(run, signals))
     except InitialProgramFailed as exc:
         err.print(f"[red]error:[/] {exc}")
+        run.close()
+        if new:
+            remove_run(run.run_dir)  # nothing was evolved: leave no half-made run behind
         return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print(f"interrupted; continue with: sysevolve resume {run.run_dir}")
-        return 130
+        return 128 + (signals[0] if signals else signal.SIGINT)
     finally:
         run.close()
     _print_outcome(run.run_dir, reason)
@@ -95,11 +108,11 @@ def cmd_run(args) -> int:
         overrides.setdefault("evaluation", {})["workers"] = args.workers
     run = create_run(args.problem, config_file=args.config, overrides=overrides,
                      out_dir=args.out, data_dir=args.data)
-    return _execute(run)
+    return _execute(run, new=True)
 
 
 def cmd_resume(args) -> int:
-    return _execute(open_run(args.run_dir, iterations=args.iterations))
+    return _execute(open_run(args.run_dir, iterations=args.iterations), new=False)
 
 
 # --- inspection -------------------------------------------------------------------------------
@@ -154,14 +167,13 @@ def cmd_best(args) -> int:
 
 def cmd_eval(args) -> int:
     problem = load_problem(args.problem)
-    layers = [("problem.yaml", {"evaluation": {"timeout_s": problem.timeout_s}})] if problem.timeout_s else []
-    if problem.config_layer:
-        layers.append(("config.yaml", problem.config_layer))
-    config, _ = build_config(layers)
+    if args.split not in problem.splits:
+        raise RunError(f"problem {problem.name} has no '{args.split}' split (splits: {', '.join(problem.splits)})")
+    config, _ = resolve_config(problem, args.config)
     program = Path(args.program)
     if not program.is_file():
         raise RunError(f"{program}: no such program file")
-    harness = Harness(problem, config.evaluation, _evaluation_env(args.data))
+    harness = Harness(problem, config.evaluation, evaluation_env(args.data))
     outcome = asyncio.run(harness.evaluate(program.read_text(), split=args.split))
     if args.json:
         print(json.dumps({"ok": outcome.ok, "score": outcome.score, "metrics": outcome.metrics,
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("problem", help="built-in problem name or problem folder")
     p.add_argument("program", help="program file")
     p.add_argument("--split", choices=["search", "holdout"], default="search")
+    p.add_argument("--config", type=Path, help="YAML configuration file (evaluation limits)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--data", type=Path, help="folder with real data (layout of shared/data)")
     p.set_defaults(func=cmd_eval)

@@ -38,7 +38,7 @@ class SelectionConfig(_Section):
     """The archive: islands, MAP-Elites cells and how parents and inspirations are drawn."""
 
     num_islands: int = Field(4, ge=1)
-    population_size: int = Field(1000, ge=2, description="programs kept per island")
+    population_size: int = Field(1000, ge=1, description="programs kept per island")
     feature_dimensions: tuple[str, ...] = ("code_length",)
     feature_bins: int = Field(10, ge=1)
     exploitation_ratio: float = Field(0.7, ge=0, le=1)
@@ -50,7 +50,9 @@ class SelectionConfig(_Section):
     migration_rate: float = Field(0.1, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _ratios_fit(self) -> "SelectionConfig":
+    def _consistent(self) -> "SelectionConfig":
+        if len(set(self.feature_dimensions)) != len(self.feature_dimensions):
+            raise ValueError(f"feature_dimensions has duplicates: {list(self.feature_dimensions)}")
         if self.exploitation_ratio + self.exploration_ratio > 1 + 1e-9:
             raise ValueError("exploitation_ratio + exploration_ratio must be at most 1 (the rest is fitness-weighted)")
         return self
@@ -157,7 +159,10 @@ def build_config(layers: list[tuple[str, dict]]) -> tuple[Config, list[str]]:
         raise ConfigError(_one_line(exc, "config")) from None
 
 
-def config_from_json(data: dict) -> Config:
-    """The Config stored in a run database."""
-    return Config.model_validate(data)
+def validate_config(data: dict, source: str) -> Config:
+    """A Config from native keys (e.g. as stored in a run), or a one-line ConfigError."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
 

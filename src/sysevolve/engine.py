@@ -3,7 +3,11 @@
 One coordinator coroutine keeps up to `proposals.concurrency` proposals and
 `evaluation.workers` evaluations in flight, independently and without generation barriers.
 Every decision (which parent, which seed, which island) is taken in the coordinator, in the
-order results arrive, so the archive and the random stream are never touched concurrently.
+order results arrive, so the archive is never touched concurrently.
+
+Randomness: iteration i draws from its own `random.Random(f"{seed}:{i}")`, so the random
+stream of an iteration does not depend on how many draws came before it, and a resumed run
+needs no saved generator state: the run's seed and the iteration number are the state.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from sysevolve.program import Program
 from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer
 from sysevolve.proposals.edits import EditError, apply_proposal, check_syntax, unified_diff
 from sysevolve.rundir import BestProgramFolder
-from sysevolve.store import Store
+from sysevolve.store import Evaluation, Store
+
+
+WALL_CLOCK = "wall-clock budget reached"
 
 
 class InitialProgramFailed(RuntimeError):
@@ -83,7 +90,6 @@ class Engine:
         self.on_progress = on_progress or (lambda stats: None)
         self.stats = RunStats()
         self.stop_reason: str | None = None
-        self.rng = random.Random(config.seed)
         self._next_iteration = 1
         self._eval_queue: list[Program] = []
         self._proposals: dict[asyncio.Task, _Launch] = {}
@@ -91,33 +97,29 @@ class Engine:
 
     # --- start-up ---------------------------------------------------------------------------
     async def prepare(self, initial_code: str) -> None:
-        """Evaluate and store the initial program, or rebuild state from the store."""
-        initial = self.store.initial_program()
-        if initial is None:
+        """Evaluate and store the initial program if the run has none, then rebuild state.
+
+        The initial program is stored only together with a successful evaluation, so a run
+        killed during that first evaluation simply evaluates it again on resume.
+        """
+        if self.store.initial_program() is None:
             outcome = await self.harness.evaluate(initial_code)
             if not outcome.ok:
                 raise InitialProgramFailed(f"the initial program fails evaluation: {outcome.failure}")
-            program = Program(id=0, code=initial_code, status="pending")
-            program_id = self.store.add_program(program, rng_state=_encode(self.rng.getstate()))
-            initial = dataclasses.replace(program, id=program_id)
-            self._record(initial, outcome)
+            self.store.add_program(Program(id=0, code=initial_code), evaluation=_evaluation(outcome))
         self._rebuild()
 
     def _rebuild(self) -> None:
         """Replay the store into the archive and counters (fresh start and resume alike)."""
-        state = self.store.get_meta("rng_state")
-        if state is not None:
-            self.rng.setstate(_decode(state))
-        stats = self.stats
-        for program in self.store.programs():
-            if program.iteration > 0:
-                stats.iterations += 1
-            if program.status == "pending":
-                self._eval_queue.append(program)
-            else:
-                self._settle(program)
+        self.stats.iterations = self.store.iterations_done()
+        for program in self.store.settled_programs():
+            self._settle(program)
+        self._eval_queue = list(self.store.programs(status="pending"))
         self._next_iteration = self.store.last_iteration() + 1
         self.stats.started_at = time.monotonic()
+        best = self.store.best_program()
+        if best is not None:
+            self.best_folder.write(best)  # a kill may have come between a result and best/
 
     def _settle(self, program: Program) -> bool:
         """Count a program whose fate is known and add it to the archive if it evaluated.
@@ -168,9 +170,10 @@ class Engine:
                     else:
                         self._finish_evaluation(task, self._evaluations.pop(task))
                 self._check_stop()
-                if self.stop_reason == "wall-clock budget reached":
-                    await self._cancel_in_flight()
                 self.on_progress(self.stats)
+                if self.stop_reason == WALL_CLOCK:
+                    await self._cancel_in_flight()
+                    break
         except asyncio.CancelledError:
             self.stop_reason = "interrupted"
             await self._cancel_in_flight()
@@ -190,8 +193,9 @@ class Engine:
             iteration = self._next_iteration
             self._next_iteration += 1
             island = iteration % settings.selection.num_islands
-            selection = self.archive.sample(self.rng, island)
-            seed = self.rng.getrandbits(32)
+            rng = random.Random(f"{settings.seed}:{iteration}")
+            selection = self.archive.sample(rng, island)
+            seed = rng.getrandbits(32)
             launch = _Launch(iteration, island, selection.parent, seed)
             request = ProposalRequest(selection.parent, selection.inspirations, iteration, seed)
             task = asyncio.create_task(self.proposer.propose(request))
@@ -224,8 +228,7 @@ class Engine:
             else:
                 edit = unified_diff(launch.parent.code, code) if proposal.format == "rewrite" else proposal.text
                 child = dataclasses.replace(child, code=code, edit=edit)
-        program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded,
-                                            rng_state=_encode(self.rng.getstate()))
+        program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded)
         if child.status == "pending":
             self._eval_queue.append(dataclasses.replace(child, id=program_id))
         else:
@@ -236,10 +239,7 @@ class Engine:
         self._record(program, outcome)
 
     def _record(self, program: Program, outcome: EvaluationOutcome) -> None:
-        self.store.record_evaluation(
-            program.id, "search", outcome.ok, outcome.score, outcome.metrics, outcome.artifacts,
-            outcome.failure, outcome.duration_s,
-        )
+        self.store.record_evaluation(program.id, _evaluation(outcome))
         evaluated = dataclasses.replace(
             program, status="ok" if outcome.ok else "failed", score=outcome.score,
             metrics=outcome.metrics, artifacts=outcome.artifacts, failure=outcome.failure,
@@ -261,7 +261,7 @@ class Engine:
             return
         run, stats = self.config.run, self.stats
         if run.max_wall_s is not None and self._time_left() == 0:
-            self.stop_reason = "wall-clock budget reached"
+            self.stop_reason = WALL_CLOCK
         elif run.target_score is not None and stats.best_score is not None and stats.best_score >= run.target_score:
             self.stop_reason = f"target score {run.target_score:g} reached"
         elif run.patience is not None and stats.since_improvement >= run.patience:
@@ -289,14 +289,9 @@ def _proposal_result(task: asyncio.Task, proposer_name: str) -> Proposal:
     return task.result()
 
 
-def _encode(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _decode(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
+def _evaluation(outcome: EvaluationOutcome, split: str = "search") -> Evaluation:
+    return Evaluation(split, outcome.ok, outcome.score, outcome.metrics, outcome.artifacts,
+                      outcome.failure, outcome.duration_s)
 
 
 def _stats_dict(stats: RunStats) -> dict:

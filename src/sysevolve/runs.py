@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sysevolve import __version__
-from sysevolve.archive import Archive, SelectionSettings
-from sysevolve.config import Config, ConfigError, build_config, config_from_json, read_yaml
+from sysevolve.archive import Archive
+from sysevolve.config import Config, build_config, read_yaml, validate_config
 from sysevolve.engine import Engine, RunStats
 from sysevolve.evaluation.harness import Harness
 from sysevolve.problem import Problem, load_problem
 from sysevolve.proposals.mutate import OfflineProposer
-from sysevolve.rundir import BestProgramFolder, db_path, is_run_dir
-from sysevolve.store import Store
+from sysevolve.rundir import DB_NAME, BestProgramFolder, db_path, is_run_dir
+from sysevolve.store import RunLocked, Store
 
 DATA_ENV = "SYSEVOLVE_DATA"
 
@@ -44,6 +44,21 @@ def default_run_dir(problem_name: str) -> Path:
     return Path("runs") / f"{problem_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def resolve_config(problem: Problem, config_file: Path | None = None,
+                   overrides: dict | None = None) -> tuple[Config, list[str]]:
+    """The run configuration for `problem`: defaults, problem files, user file, flags."""
+    layers: list[tuple[str, dict]] = []
+    if problem.timeout_s is not None:
+        layers.append(("problem.yaml", {"evaluation": {"timeout_s": problem.timeout_s}}))
+    if problem.config_layer:
+        layers.append((str(problem.root / "config.yaml"), problem.config_layer))
+    if config_file is not None:
+        layers.append((str(config_file), read_yaml(config_file)))
+    if overrides:
+        layers.append(("command line", overrides))
+    return build_config(layers)
+
+
 def create_run(
     problem_spec: str | Path,
     *,
@@ -54,28 +69,18 @@ def create_run(
 ) -> Run:
     """A new run directory for `problem_spec`, with its configuration resolved and stored."""
     problem = load_problem(problem_spec)
-    layers: list[tuple[str, dict]] = []
-    if problem.timeout_s is not None:
-        layers.append(("problem.yaml", {"evaluation": {"timeout_s": problem.timeout_s}}))
-    if problem.config_layer:
-        layers.append((str(problem.root / "config.yaml"), problem.config_layer))
-    if config_file is not None:
-        layers.append((str(config_file), read_yaml(config_file)))
-    if overrides:
-        layers.append(("command line", overrides))
-    config, ignored = build_config(layers)
-
+    config, ignored = resolve_config(problem, config_file, overrides)
+    env = evaluation_env(data_dir)
     run_dir = Path(out_dir) if out_dir else default_run_dir(problem.name)
     if is_run_dir(run_dir):
         raise RunError(f"{run_dir} already holds a run; continue it with `sysevolve resume {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = _evaluation_env(data_dir)
-    store = Store(db_path(run_dir))
+    store = _writer(run_dir)
     store.set_meta("problem", {"name": problem.name, "root": str(problem.root)})
     store.set_meta("config", config.model_dump(mode="json"))
     store.set_meta("evaluation_env", env)
     store.set_meta("versions", {"sysevolve": __version__, "python": platform.python_version()})
-    store.set_meta("seed", config.seed)
+    store.set_meta("random", {"seed": config.seed, "per_iteration": "random.Random(f'{seed}:{iteration}')"})
     store.add_event("created", ignored_keys=ignored)
     notes = [f"config keys with no effect in sysevolve: {', '.join(ignored)}"] if ignored else []
     return _open(run_dir, problem, config, store, env, notes)
@@ -86,22 +91,38 @@ def open_run(run_dir: Path, *, iterations: int | None = None) -> Run:
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise RunError(f"{run_dir} is not a run directory (no {db_path(run_dir).name})")
-    store = Store(db_path(run_dir))
-    problem = load_problem(store.get_meta("problem")["root"])
-    data = store.get_meta("config")
-    if iterations is not None:
-        data["run"]["iterations"] = iterations
-        store.set_meta("config", data)
+    store = _writer(run_dir)
     try:
-        config = config_from_json(data)
-    except ValueError as exc:
-        raise ConfigError(f"{run_dir}: stored config is invalid: {exc}") from None
+        problem = load_problem(store.get_meta("problem")["root"])
+        data = store.get_meta("config")
+        if iterations is not None:
+            data["run"]["iterations"] = iterations
+        config = validate_config(data, "--iterations" if iterations is not None else str(run_dir))
+    except Exception:
+        store.close()
+        raise
+    store.set_meta("config", config.model_dump(mode="json"))
     env = store.get_meta("evaluation_env", {})
     store.add_event("resumed", iterations_done=store.iterations_done())
     return _open(run_dir, problem, config, store, env, [])
 
 
-def _evaluation_env(data_dir: Path | None) -> dict[str, str]:
+def remove_run(run_dir: Path) -> None:
+    """Delete the files a run wrote into `run_dir`, and the folder if nothing else is in it."""
+    for path in run_dir.glob(DB_NAME + "*"):
+        path.unlink()
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def _writer(run_dir: Path) -> Store:
+    try:
+        return Store(db_path(run_dir), writer=True)
+    except RunLocked as exc:
+        raise RunError(str(exc)) from None
+
+
+def evaluation_env(data_dir: Path | None) -> dict[str, str]:
     """Environment variables evaluations may see: only where the real data is."""
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -114,8 +135,10 @@ def _evaluation_env(data_dir: Path | None) -> dict[str, str]:
 
 def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: dict,
           notes: list[str]) -> Run:
-    selection = SelectionSettings(**config.selection.model_dump())
     proposer = OfflineProposer(crossover_rate=config.proposals.crossover_rate)
+    unused = [name for name in ("llm", "prompt") if getattr(config, name)]
+    if unused:
+        notes.append(f"config sections not used by this version: {', '.join(unused)}")
     if config.llm or os.environ.get("OPENAI_API_KEY"):
         notes.append("LLM proposals are not available in this version: using the offline proposer (mutations)")
     else:
@@ -123,7 +146,7 @@ def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: di
     engine = Engine(
         config=config,
         store=store,
-        archive=Archive(selection),
+        archive=Archive(config.selection),
         proposer=proposer,
         harness=Harness(problem, config.evaluation, env),
         best_folder=BestProgramFolder(run_dir),

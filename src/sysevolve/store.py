@@ -1,16 +1,21 @@
 """The run's single source of truth: one SQLite file, `run.db`, in write-ahead-log mode.
 
 Every program is stored when it is proposed (status "pending", or the reason its edit was
-rejected) and updated in the same transaction that records its evaluation, so a run killed at
-any instant loses at most the proposals that were still in flight, and never stores an
-evaluated program twice. Resume replays the programs table into a fresh archive.
+rejected) and updated in the same transaction that records its evaluation; the initial program
+is stored together with its evaluation. A run killed at any instant therefore loses at most the
+proposals and evaluations that were in flight, and never stores an evaluation twice. Programs
+carry the order in which their fate was settled, and resume replays them in that order into a
+fresh archive. One process at a time may write a run: the writer holds a lock file beside it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,6 +40,7 @@ CREATE TABLE IF NOT EXISTS programs (
     seed         INTEGER,                 -- the proposal's random seed
     discarded    INTEGER NOT NULL DEFAULT 0,  -- children the proposer threw away first
     status       TEXT NOT NULL,           -- pending | ok | failed | invalid_edit | proposal_failed
+    settled_seq  INTEGER UNIQUE,          -- order in which the status became final
     failure      TEXT,
     score        REAL,
     metrics      TEXT NOT NULL DEFAULT '{}',
@@ -79,11 +85,29 @@ def _program(row: tuple) -> Program:
     )
 
 
-class Store:
-    """Reads and writes one run's `run.db`."""
+class RunLocked(RuntimeError):
+    """Another process is writing this run."""
 
-    def __init__(self, path: Path):
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a program, as stored."""
+
+    split: str
+    ok: bool
+    score: float | None
+    metrics: dict
+    artifacts: dict
+    failure: str | None
+    duration_s: float
+
+
+class Store:
+    """Reads and writes one run's `run.db`; `writer=True` takes the run's lock or fails."""
+
+    def __init__(self, path: Path, writer: bool = False):
         self.path = Path(path)
+        self._lock = self._take_lock() if writer else None
         self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
@@ -92,8 +116,26 @@ class Store:
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
 
+    def _take_lock(self):
+        handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise RunLocked(f"{self.path.parent} is in use by another sysevolve process (pid {holder})") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
     def close(self) -> None:
+        """Close the database and release the run's lock; closing twice is harmless."""
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     def _transaction(self):
         return _Transaction(self._db)
@@ -111,44 +153,52 @@ class Store:
         return json.loads(row[0]) if row else default
 
     # --- programs ---------------------------------------------------------------------------
-    def add_program(self, program: Program, seed: int | None = None, rng_state: Any = None,
-                    discarded: int = 0) -> int:
-        """Store a new program and, in the same transaction, the engine's random state."""
+    def add_program(self, program: Program, seed: int | None = None, discarded: int = 0,
+                    evaluation: Evaluation | None = None) -> int:
+        """Store a new program (with its search evaluation, if given, in the same transaction)."""
         with self._transaction():
+            settled = None if program.status == "pending" else self._next_settled_seq()
             cursor = self._db.execute(
                 "INSERT INTO programs(parent_id, iteration, island, code, edit, edit_summary, "
-                "proposer, seed, discarded, status, failure, score, metrics, artifacts, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "proposer, seed, discarded, status, settled_seq, failure, score, metrics, "
+                "artifacts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (program.parent_id, program.iteration, program.island, program.code, program.edit,
-                 program.edit_summary, program.proposer, seed, discarded, program.status,
-                 program.failure,
-                 program.score, json.dumps(program.metrics), json.dumps(program.artifacts),
-                 time.time()),
+                 program.edit_summary, program.proposer, seed, discarded, program.status, settled,
+                 program.failure, program.score, json.dumps(program.metrics),
+                 json.dumps(program.artifacts), time.time()),
             )
-            if rng_state is not None:
-                self.set_meta("rng_state", rng_state)
-        return int(cursor.lastrowid)
+            program_id = int(cursor.lastrowid)
+            if evaluation is not None:
+                self._record(program_id, evaluation)
+        return program_id
 
-    def record_evaluation(self, program_id: int, split: str, ok: bool, score: float | None,
-                          metrics: dict, artifacts: dict, failure: str | None,
-                          duration_s: float) -> None:
-        """Store one evaluation; a search-split evaluation also settles the program's status."""
-        now = time.time()
-        metrics_json, artifacts_json = json.dumps(metrics), json.dumps(artifacts)
+    def record_evaluation(self, program_id: int, evaluation: Evaluation) -> None:
+        """Store one evaluation; a search-split evaluation also settles a pending program."""
         with self._transaction():
-            self._db.execute(
-                "INSERT INTO evaluations(program_id, split, ok, score, metrics, artifacts, failure, "
-                "duration_s, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (program_id, split, int(ok), score, metrics_json, artifacts_json, failure,
-                 duration_s, now),
-            )
-            if split == "search":
-                self._db.execute(
-                    "UPDATE programs SET status = ?, score = ?, metrics = ?, artifacts = ?, "
-                    "failure = ?, evaluated_at = ? WHERE id = ?",
-                    ("ok" if ok else "failed", score, metrics_json, artifacts_json, failure, now,
-                     program_id),
-                )
+            self._record(program_id, evaluation)
+
+    def _next_settled_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(settled_seq), 0) + 1 FROM programs").fetchone()[0]
+
+    def _record(self, program_id: int, e: Evaluation) -> None:
+        now = time.time()
+        metrics_json, artifacts_json = json.dumps(e.metrics), json.dumps(e.artifacts)
+        self._db.execute(
+            "INSERT INTO evaluations(program_id, split, ok, score, metrics, artifacts, failure, "
+            "duration_s, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (program_id, e.split, int(e.ok), e.score, metrics_json, artifacts_json, e.failure,
+             e.duration_s, now),
+        )
+        if e.split != "search":
+            return
+        updated = self._db.execute(
+            "UPDATE programs SET status = ?, settled_seq = ?, score = ?, metrics = ?, "
+            "artifacts = ?, failure = ?, evaluated_at = ? WHERE id = ? AND status = 'pending'",
+            ("ok" if e.ok else "failed", self._next_settled_seq(), e.score, metrics_json,
+             artifacts_json, e.failure, now, program_id),
+        ).rowcount
+        if updated != 1:
+            raise RuntimeError(f"program {program_id} is not pending; refusing a second search evaluation")
 
     def program(self, program_id: int) -> Program:
         row = self._db.execute(
@@ -157,6 +207,14 @@ class Store:
         if row is None:
             raise KeyError(f"no program {program_id} in {self.path}")
         return _program(row)
+
+    def settled_programs(self) -> Iterator[Program]:
+        """Programs whose fate is known, in the order it became known."""
+        rows = self._db.execute(
+            f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE settled_seq IS NOT NULL ORDER BY settled_seq"
+        ).fetchall()
+        for row in rows:
+            yield _program(row)
 
     def programs(self, status: str | None = None) -> Iterator[Program]:
         """Programs in the order they were stored, optionally only those with `status`."""
@@ -195,12 +253,6 @@ class Store:
     def discarded_proposals(self) -> int:
         """Children proposers threw away before proposing (unparseable mutations)."""
         return self._db.execute("SELECT COALESCE(SUM(discarded), 0) FROM programs").fetchone()[0]
-
-    def evaluation_count(self, program_id: int, split: str = "search") -> int:
-        return self._db.execute(
-            "SELECT COUNT(*) FROM evaluations WHERE program_id = ? AND split = ?",
-            (program_id, split),
-        ).fetchone()[0]
 
     def failure_reasons(self, limit: int = 10) -> list[tuple[str, str, int]]:
         """The most frequent (status, reason) pairs among failed programs."""
