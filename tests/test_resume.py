@@ -97,3 +97,66 @@ def test_interrupt_stops_cleanly_and_resumes(tmp_path, sig):
     assert resumed.returncode == 0, resumed.stderr
     assert _count(db, "SELECT COUNT(*) FROM programs WHERE iteration > 0") == BUDGET
     assert _count(db, "SELECT COUNT(*) FROM programs WHERE status = 'pending'") == 0
+
+
+def test_resume_of_a_run_killed_before_its_initial_program_was_stored(tmp_path):
+    from conftest import resume_loop
+    from sysevolve.runs import create_run
+
+    out = tmp_path / "run"
+    create_run(FIXTURES / "toy", out_dir=out, overrides={"run": {"iterations": 5}}).close()
+    _, reason = resume_loop(out)
+    assert "budget" in reason
+    assert _count(out / "run.db", "SELECT COUNT(*) FROM programs WHERE iteration = 0") == 1
+    assert _count(out / "run.db", "SELECT COUNT(*) FROM programs") == 6
+
+
+def test_a_run_has_one_writer_at_a_time(tmp_path):
+    from sysevolve.runs import RunError, create_run, open_run
+
+    out = tmp_path / "run"
+    first = create_run(FIXTURES / "toy", out_dir=out)
+    try:
+        with pytest.raises(RunError, match="in use by another sysevolve process"):
+            open_run(out)
+    finally:
+        first.close()
+    open_run(out).close()  # free again once the first writer is gone
+
+
+def test_bad_resume_budget_is_rejected_and_changes_nothing(tmp_path):
+    from conftest import resume_loop
+    from sysevolve.config import ConfigError
+    from sysevolve.runs import open_run
+
+    out = tmp_path / "run"
+    from conftest import run_loop
+    run_loop(FIXTURES / "toy", out, run={"iterations": 3})
+    with pytest.raises(ConfigError) as info:
+        open_run(out, iterations=-1)
+    assert "run.iterations" in str(info.value) and "\n" not in str(info.value)
+    _, reason = resume_loop(out, iterations=6)
+    assert _count(out / "run.db", "SELECT COUNT(*) FROM programs WHERE iteration > 0") == 6
+
+
+def test_resume_rebuilds_the_same_archive_and_best_folder(tmp_path):
+    import shutil
+
+    from conftest import run_loop
+    from sysevolve.runs import open_run
+
+    out = tmp_path / "run"
+    live, _ = run_loop(FIXTURES / "toy", out, run={"iterations": 40}, seed=5,
+                       selection={"num_islands": 3, "migration_interval": 4, "population_size": 6})
+    shutil.rmtree(out / "best")
+    reopened = open_run(out)
+    try:
+        reopened.engine._rebuild()
+        rebuilt, original = reopened.engine.archive, live.engine.archive
+        assert rebuilt.island_sizes() == original.island_sizes()
+        for island in range(3):
+            assert [p.id for p in rebuilt.programs(island)] == [p.id for p in original.programs(island)]
+        assert rebuilt.migrations() == original.migrations()
+        assert (out / "best" / "best_program.py").exists()
+    finally:
+        reopened.close()
