@@ -62,3 +62,15 @@ def test_cli_stops_when_initial_program_fails(tmp_path, capsys):
 def test_unknown_problem_is_a_clear_error(capsys):
     assert main(["eval", "no_such_problem", "x.py"]) == 2
     assert "no problem 'no_such_problem'" in capsys.readouterr().err
+
+
+def test_misspelled_openevolve_key_is_an_error():
+    with pytest.raises(ConfigError) as info:
+        build_config([("config.yaml", {"database": {"num_islandz": 3}})])
+    assert "database.num_islandz" in str(info.value) and "num_islands" in str(info.value)
+
+
+def test_bad_openevolve_value_names_the_openevolve_key():
+    with pytest.raises(ConfigError) as info:
+        build_config([("config.yaml", {"evaluator": {"timeout": -1}})])
+    assert "evaluator.timeout" in str(info.value) and "\n" not in str(info.value)

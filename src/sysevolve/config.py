@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sysevolve.openevolve import UnknownKey, origin_of, translate
+
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message is one line naming the key."""
@@ -114,7 +116,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
-def _one_line(error: ValidationError, source: str) -> str:
+def _one_line(error: ValidationError, source: str, raw: dict | None = None) -> str:
     first = error.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -122,7 +124,9 @@ def _one_line(error: ValidationError, source: str) -> str:
         close = difflib.get_close_matches(str(first["loc"][-1]), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{source}: unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}"
-    return f"{source}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})"
+    theirs = origin_of(key, raw or {})
+    named = f"'{key}' (OpenEvolve '{theirs}')" if theirs else f"'{key}'"
+    return f"{source}: bad value for {named}: {first['msg']} (got {first.get('input')!r})"
 
 
 def read_yaml(path: Path) -> dict:
@@ -141,17 +145,18 @@ def build_config(layers: list[tuple[str, dict]]) -> tuple[Config, list[str]]:
 
     Returns the config and the OpenEvolve keys that were recognised but have no effect here.
     """
-    from sysevolve.openevolve import translate
-
     merged: dict = {}
     ignored: list[str] = []
     for source, raw in layers:
-        native, unused = translate(raw)
+        try:
+            native, unused = translate(raw)
+        except UnknownKey as exc:
+            raise ConfigError(f"{source}: {exc}") from None
         ignored += unused
         try:
             Config.model_validate(native)  # validate each layer alone, to name its source
         except ValidationError as exc:
-            raise ConfigError(_one_line(exc, source)) from None
+            raise ConfigError(_one_line(exc, source, raw)) from None
         merged = _deep_merge(merged, native)
     try:
         return Config.model_validate(merged), ignored

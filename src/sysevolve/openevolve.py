@@ -8,6 +8,7 @@ the user learns they have no effect instead of the run failing.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 # OpenEvolve key -> our dotted key.
@@ -40,7 +41,22 @@ _UNUSED_TOP = {
     "diff_based_evolution", "max_code_length", "convergence_threshold", "early_stopping_metric",
     "max_tasks_per_child", "allow_full_rewrites",
 }
-_OPENEVOLVE_SECTIONS = {"database", "evaluator"}
+# Every key OpenEvolve's database and evaluator sections accept; anything else is a typo.
+_SECTION_KEYS = {
+    "database": {
+        "db_path", "in_memory", "log_prompts", "population_size", "archive_size", "num_islands",
+        "elite_selection_ratio", "exploration_ratio", "exploitation_ratio", "diversity_metric",
+        "feature_dimensions", "feature_bins", "diversity_reference_size", "migration_interval",
+        "migration_rate", "random_seed", "artifacts_base_path", "artifact_size_threshold",
+        "cleanup_old_artifacts", "artifact_retention_days", "max_snapshot_artifacts",
+        "novelty_llm", "embedding_model", "embedding_api_base", "similarity_threshold",
+    },
+    "evaluator": {
+        "timeout", "max_retries", "memory_limit_mb", "cpu_limit", "cascade_evaluation",
+        "cascade_thresholds", "parallel_evaluations", "distributed", "use_llm_feedback",
+        "llm_feedback_weight", "enable_artifacts", "max_artifact_storage", "evaluator_args",
+    },
+}
 
 # OpenEvolve's built-in feature names -> ours ("diversity" has no counterpart).
 _FEATURE_NAMES = {"complexity": "code_length"}
@@ -63,14 +79,35 @@ def _features(names: list, unused: list[str]) -> list[str]:
     return kept or ["code_length"]
 
 
+class UnknownKey(ValueError):
+    """A key in an OpenEvolve section that OpenEvolve itself does not know."""
+
+
+def origin_of(native_key: str, raw: dict) -> str | None:
+    """The OpenEvolve key in `raw` that was translated to our dotted `native_key`, if any."""
+    for theirs, ours in _MOVES.items():
+        section, _, leaf = theirs.rpartition(".")
+        holder = raw.get(section) if section else raw
+        if ours == native_key and isinstance(holder, dict) and leaf in holder:
+            return theirs
+    return None
+
+
 def translate(raw: dict) -> tuple[dict, list[str]]:
-    """Our native mapping for `raw`, and the OpenEvolve keys that have no effect here."""
+    """Our native mapping for `raw`, and the OpenEvolve keys that have no effect here.
+
+    Raises UnknownKey for a misspelled key inside an OpenEvolve section.
+    """
     native: dict = {}
     unused: list[str] = []
     for key, value in raw.items():
-        if key in _OPENEVOLVE_SECTIONS and isinstance(value, dict):
+        if key in _SECTION_KEYS and isinstance(value, dict):
             for sub, sub_value in value.items():
                 dotted = f"{key}.{sub}"
+                if sub not in _SECTION_KEYS[key]:
+                    close = difflib.get_close_matches(sub, _SECTION_KEYS[key], n=1)
+                    hint = f" (did you mean '{key}.{close[0]}'?)" if close else ""
+                    raise UnknownKey(f"unknown OpenEvolve key '{dotted}'{hint}")
                 if dotted in _MOVES:
                     _set(native, _MOVES[dotted], _convert(dotted, sub_value, unused))
                 else:
