@@ -160,3 +160,34 @@ def test_resume_rebuilds_the_same_archive_and_best_folder(tmp_path):
         assert (out / "best" / "best_program.py").exists()
     finally:
         reopened.close()
+
+
+def test_evaluations_die_with_a_killed_engine(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    child = subprocess.Popen(
+        _cli("run", str(FIXTURES / "sleepy"), "--iterations", "4", "--out", str(tmp_path / "run"),
+             "--workers", "2"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "SLEEPY_PID_DIR": str(pids)},
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()  # SIGKILL the engine only, not its process group
+    child.wait()
+    evaluation_pids = [int(p.name) for p in pids.iterdir()]
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in evaluation_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in evaluation_pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited already
+        return stat.read().split()[2] != "Z"

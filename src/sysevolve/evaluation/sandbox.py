@@ -10,6 +10,7 @@ dedicated pipe, so nothing a candidate prints can change its score. Whatever the
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import math
 import os
@@ -141,8 +142,16 @@ def _prepare(request: EvaluationRequest, limits: SandboxLimits, scratch: Path) -
     return path
 
 
+# prctl(PR_SET_PDEATHSIG): the kernel kills the child if the engine dies, even by SIGKILL,
+# so a killed run leaves no evaluation running. Loaded here, never between fork and exec.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _apply_limits(limits: SandboxLimits) -> None:
-    """Set the child's rlimits; runs between fork and exec."""
+    """Set the child's rlimits and parent-death signal; runs between fork and exec."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     def cap(which: int, soft: int, hard: int) -> None:
         _, current_hard = resource.getrlimit(which)
