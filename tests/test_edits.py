@@ -252,3 +252,28 @@ def test_check_syntax():
     check_syntax("def f():\n    return 1\n")
     with pytest.raises(EditError, match=r"^child does not parse: line 2: "):
         check_syntax("def f():\nreturn 1\n")
+
+
+def test_make_child_reports_dropped_changes_outside_regions():
+    from sysevolve.proposals.base import Proposal
+    from sysevolve.proposals.edits import make_child
+
+    parent = "import os\n# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n"
+    rewrite = "import os\nimport math\n# EVOLVE-BLOCK-START\nx = math.pi\n# EVOLVE-BLOCK-END\n"
+    child = make_child(parent, Proposal(rewrite, "rewrite", "test"))
+    assert child.code == "import os\n# EVOLVE-BLOCK-START\nx = math.pi\n# EVOLVE-BLOCK-END\n"
+    assert "import math" in child.warning and "dropped" in child.warning
+    assert child.edit.startswith("--- parent")
+    clean = make_child(parent, Proposal(parent.replace("x = 1", "x = 2"), "rewrite", "test"))
+    assert clean.warning is None
+
+
+def test_make_child_rejects_no_op_and_unparseable_edits():
+    from sysevolve.proposals.base import Proposal
+    from sysevolve.proposals.edits import make_child
+
+    parent = "x = 1\n"
+    with pytest.raises(EditError, match="unchanged"):
+        make_child(parent, Proposal(parent, "rewrite", "test"))
+    with pytest.raises(EditError, match="does not parse"):
+        make_child(parent, Proposal("x = = 2\n", "rewrite", "test"))

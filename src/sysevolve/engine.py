@@ -25,7 +25,7 @@ from sysevolve.evaluation.harness import Harness
 from sysevolve.evaluation.sandbox import EvaluationOutcome
 from sysevolve.program import Program
 from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer
-from sysevolve.proposals.edits import EditError, apply_proposal, check_syntax, unified_diff
+from sysevolve.proposals.edits import EditError, make_child
 from sysevolve.rundir import BestProgramFolder
 from sysevolve.store import Evaluation, Store
 
@@ -219,15 +219,12 @@ class Engine:
             child = dataclasses.replace(child, status="proposal_failed", failure=proposal.failure)
         else:
             try:
-                code = apply_proposal(launch.parent.code, proposal)
-                check_syntax(code)
-                if code == launch.parent.code:
-                    raise EditError("the edit leaves the program unchanged")
+                made = make_child(launch.parent.code, proposal)
             except EditError as exc:
                 child = dataclasses.replace(child, status="invalid_edit", failure=str(exc))
             else:
-                edit = unified_diff(launch.parent.code, code) if proposal.format == "rewrite" else proposal.text
-                child = dataclasses.replace(child, code=code, edit=edit)
+                summary = "; ".join(filter(None, [proposal.summary, made.warning]))
+                child = dataclasses.replace(child, code=made.code, edit=made.edit, edit_summary=summary)
         program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded)
         if child.status == "pending":
             self._eval_queue.append(dataclasses.replace(child, id=program_id))

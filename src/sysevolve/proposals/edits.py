@@ -231,6 +231,44 @@ def apply_proposal(parent_code: str, proposal: Proposal) -> str:
     raise EditError(f"unknown edit format {proposal.format!r}")
 
 
+@dataclass(frozen=True)
+class Child:
+    """A child program made from a proposal, and what the researcher should know about it."""
+
+    code: str
+    edit: str  # the change as stored: the SEARCH/REPLACE text, or a diff for rewrites
+    warning: str | None = None
+
+
+def make_child(parent_code: str, proposal: Proposal) -> Child:
+    """Apply `proposal` to the parent and check the result, or raise EditError saying why not."""
+    code = apply_proposal(parent_code, proposal)
+    check_syntax(code)
+    if code == parent_code:
+        raise EditError("the edit leaves the program unchanged")
+    if proposal.format == "diff":
+        return Child(code, proposal.text)
+    return Child(code, unified_diff(parent_code, code), _dropped_outside_regions(parent_code, proposal.text))
+
+
+def _dropped_outside_regions(parent_code: str, rewrite: str) -> str | None:
+    """Say so when a rewrite changed fixed lines, which apply_rewrite drops."""
+    if not _count_markers(parent_code):
+        return None
+
+    def fixed(code: str) -> list[str]:
+        regions = find_regions(code)
+        return [line.rstrip() for i, line in enumerate(code.splitlines())
+                if not line_in_regions(regions, i) and line.strip()]
+
+    ours, theirs = fixed(parent_code), fixed(_strip_fence(rewrite))
+    extra = next((line for line in theirs if line not in ours), None)
+    if extra is None and len(theirs) >= len(ours):
+        return None
+    first = f" (first: '{_short(extra.strip())}')" if extra else ""
+    return f"the rewrite changed lines outside the evolvable regions{first}; those changes were dropped"
+
+
 def unified_diff(old: str, new: str) -> str:
     """A unified diff from `old` (labelled parent) to `new` (labelled child); empty if equal."""
     lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "parent", "child", lineterm="")
