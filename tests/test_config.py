@@ -74,3 +74,21 @@ def test_bad_openevolve_value_names_the_openevolve_key():
     with pytest.raises(ConfigError) as info:
         build_config([("config.yaml", {"evaluator": {"timeout": -1}})])
     assert "evaluator.timeout" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_problem_folder_errors_are_one_line(tmp_path):
+    from sysevolve.problem import ProblemError, load_problem
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "initial_program.py").write_text("x = 1\n")
+    with pytest.raises(ProblemError, match="missing evaluator.py"):
+        load_problem(folder)
+    (folder / "evaluator.py").write_text("def evaluate(path):\n    return {'combined_score': 1}\n")
+    (folder / "problem.yaml").write_text("nmae: typo\n")
+    with pytest.raises(ProblemError) as info:
+        load_problem(folder)
+    assert "unknown key 'nmae'" in str(info.value) and "\n" not in str(info.value)
+    (folder / "problem.yaml").write_text("direction: upwards\n")
+    with pytest.raises(ProblemError, match="bad value for 'direction'"):
+        load_problem(folder)

@@ -241,4 +241,4 @@ def test_unparseable_children_are_discarded_and_counted(monkeypatch):
     monkeypatch.setattr(mutate, "MUTATIONS", (lambda code, rng: (code + "def (:\n", "broken"),))
     proposer = OfflineProposer(max_attempts=4, mutations_per_child=(1, 1))
     proposal = run(proposer, request(PROGRAM))
-    assert proposal.failure and proposer.discarded_unparseable == 4
+    assert proposal.failure and proposal.discarded == 4

@@ -128,7 +128,9 @@ def _read_problem_file(root: Path) -> _ProblemFile:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         allowed = ", ".join(sorted(_ProblemFile.model_fields))
-        raise ProblemError(f"{path}: bad key '{key}': {first['msg']} (allowed keys: {allowed})") from None
+        if first["type"] == "extra_forbidden":
+            raise ProblemError(f"{path}: unknown key '{key}' (allowed keys: {allowed})") from None
+        raise ProblemError(f"{path}: bad value for '{key}': {first['msg']} (got {first.get('input')!r})") from None
 
 
 def _openevolve_system_message(config_layer: dict) -> str:

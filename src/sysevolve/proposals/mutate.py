@@ -311,7 +311,6 @@ class OfflineProposer:
         self.crossover_rate = crossover_rate
         self.max_attempts = max_attempts
         self.mutations_per_child = mutations_per_child
-        self.discarded_unparseable = 0
 
     async def propose(self, request: ProposalRequest) -> Proposal:
         """A whole child program ("rewrite"), or a failure Proposal when nothing works."""
@@ -328,7 +327,6 @@ class OfflineProposer:
             if child == parent:
                 continue
             if not _parses(child):
-                self.discarded_unparseable += 1
                 discarded += 1
                 continue
             return Proposal(child, "rewrite", self.name, summary="; ".join(summaries),

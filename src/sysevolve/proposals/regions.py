@@ -55,11 +55,6 @@ def find_regions(code: str) -> list[Region]:
     return regions
 
 
-def has_markers(code: str) -> bool:
-    """True when `code` declares its evolvable regions explicitly."""
-    return any(_is_marker(line, START_MARKER) for line in code.splitlines())
-
-
 def region_texts(code: str) -> list[str]:
     """The text of each evolvable region, in file order."""
     lines = code.splitlines(keepends=True)
