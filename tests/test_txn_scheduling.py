@@ -198,7 +198,7 @@ def test_baselines(problem):
     totals = {name: evaluate(PROBLEM / "baselines" / f"{name}.py").metrics["total_makespan"]
               for name in ("identity", "smf_sampled", "smf_full")}
     assert totals == {"identity": 567, "smf_sampled": 443, "smf_full": 369}
-    # smf_sampled is the initial program, verbatim
+    # smf_sampled is the initial program itself (a link)
     assert (PROBLEM / "baselines" / "smf_sampled.py").read_text() == (PROBLEM / "initial_program.py").read_text()
 
 
