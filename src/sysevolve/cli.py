@@ -51,7 +51,9 @@ async def _drive(run: Run, signals: list[int]) -> str:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     await run.engine.prepare(run.problem.initial_code())
     stats = run.engine.stats
-    with ProgressBar(run.config.run.iterations, stats.iterations, console) as bar:
+    console.print(f"  initial program: score {_fmt(stats.initial_score)}; "
+                  f"{stats.iterations} of {run.config.run.iterations} iterations done")
+    with ProgressBar(run.config.run.iterations, stats.settled, console) as bar:
         run.engine.on_progress = bar.update
         bar.update(stats)
         reason = await run.engine.run()

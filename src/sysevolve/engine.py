@@ -41,7 +41,8 @@ class InitialProgramFailed(RuntimeError):
 class RunStats:
     """Live counters of a run, for the progress display and the final summary."""
 
-    iterations: int = 0
+    iterations: int = 0  # proposals launched or stored
+    settled: int = 0  # proposals whose fate is known (evaluated, rejected or failed)
     evaluated: int = 0
     failed: int = 0
     invalid_edits: int = 0
@@ -128,6 +129,8 @@ class Engine:
         """
         stats = self.stats
         stats.since_improvement += 1
+        if program.iteration > 0:
+            stats.settled += 1
         if program.status == "invalid_edit":
             stats.invalid_edits += 1
             return False

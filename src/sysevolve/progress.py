@@ -18,21 +18,21 @@ class ProgressBar:
     """A rich progress bar fed with the engine's RunStats."""
 
     def __init__(self, total: int, done: int, console: Console | None = None):
+        """`done`: iterations already settled when this session of the run started."""
         self._progress = Progress(
-            TextColumn("[bold]evolving"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TextColumn("best [green]{task.fields[best]}[/] (initial {task.fields[initial]})"),
+            TextColumn("best [green]{task.fields[best]}[/]"),
             TextColumn("{task.fields[rate]} prop/s"),
-            TextColumn("failed [red]{task.fields[failures]}[/]"),
+            TextColumn("[red]{task.fields[failures]}[/] failed"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
         )
         self._task = self._progress.add_task(
-            "run", total=total, completed=done, best="-", initial="-", rate="0.00", failures=0
+            "run", total=total, completed=done, best="-", rate="0.00", failures=0
         )
-        self._done_at_start = done
+        self._settled_at_start: int | None = None
         self._started = time.monotonic()
 
     def __enter__(self) -> "ProgressBar":
@@ -43,13 +43,14 @@ class ProgressBar:
         self._progress.stop()
 
     def update(self, stats: RunStats) -> None:
+        if self._settled_at_start is None:
+            self._settled_at_start = stats.settled
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        rate = (stats.iterations - self._done_at_start) / elapsed
+        rate = (stats.settled - self._settled_at_start) / elapsed
         self._progress.update(
             self._task,
-            completed=stats.iterations,
+            completed=stats.settled,
             best=_score(stats.best_score),
-            initial=_score(stats.initial_score),
             rate=f"{rate:.2f}",
             failures=stats.failures,
         )
