@@ -92,3 +92,22 @@ def test_problem_folder_errors_are_one_line(tmp_path):
     (folder / "problem.yaml").write_text("direction: upwards\n")
     with pytest.raises(ProblemError, match="bad value for 'direction'"):
         load_problem(folder)
+
+
+def test_evaluator_kwargs_reach_the_evaluator(tmp_path):
+    import asyncio
+
+    from sysevolve.evaluation.harness import Harness
+    from sysevolve.problem import load_problem
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "initial_program.py").write_text("x = 1\n")
+    (folder / "evaluator.py").write_text(
+        "def evaluate(program_path, factor=1.0):\n    return {'combined_score': factor}\n")
+    (folder / "problem.yaml").write_text("evaluator_kwargs: {factor: 2.0}\n")
+    problem = load_problem(folder)
+    config, _ = build_config([("c", {"evaluation": {"evaluator_kwargs": {"factor": 3.0}}})])
+    assert asyncio.run(Harness(problem, config.evaluation).evaluate("x = 1\n")).score == 3.0
+    default, _ = build_config([])
+    assert asyncio.run(Harness(problem, default.evaluation).evaluate("x = 1\n")).score == 2.0

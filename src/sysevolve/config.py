@@ -77,6 +77,9 @@ class EvaluationConfig(_Section):
     max_output_mb: float = Field(10.0, gt=0, description="stdout+stderr beyond this kills the evaluation")
     cascade: bool = True
     cascade_thresholds: tuple[float, ...] = ()
+    evaluator_kwargs: dict[str, Any] = Field(
+        {}, description="keyword arguments for evaluate(), over problem.yaml's (e.g. semantics: adrs)"
+    )
 
     def resolved_workers(self) -> int:
         return self.workers or os.cpu_count() or 1

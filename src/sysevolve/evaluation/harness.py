@@ -41,7 +41,7 @@ class Harness:
             program_filename=INITIAL_PROGRAM,
             split=split,
             cascade_thresholds=thresholds,
-            evaluator_kwargs=dict(self.problem.evaluator_kwargs),
+            evaluator_kwargs={**self.problem.evaluator_kwargs, **self.settings.evaluator_kwargs},
             metric=self.problem.metric,
             direction=self.problem.direction,
             env=self.env,
