@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,6 +65,63 @@ class ProposalConfig(_Section):
 
     concurrency: int = Field(2, ge=1, description="proposals in flight at once")
     crossover_rate: float = Field(0.1, ge=0, le=1, description="offline proposer: chance of a crossover")
+    mode: Literal["diff", "rewrite", "mixed"] = Field("diff", description="how models write edits")
+    rewrite_fraction: float = Field(0.25, ge=0, le=1, description="mode mixed: share of rewrites")
+    repair: bool = Field(True, description="one more turn for an edit that does not apply")
+
+
+class ModelConfig(_Section):
+    """One model of the ensemble; unset fields take the llm section's values."""
+
+    name: str
+    weight: float = Field(1.0, ge=0)
+    api_base: str | None = None
+    api_key: str | None = Field(None, description="literal or ${ENV_VAR}; never stored")
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds per HTTP request")
+    extra_body: dict[str, Any] = Field({}, description="passed through, e.g. reasoning_effort")
+    price_in: float | None = Field(None, ge=0, description="USD per million input tokens")
+    price_out: float | None = Field(None, ge=0, description="USD per million output tokens")
+
+
+class LLMConfig(_Section):
+    """The model ensemble, shared defaults for its models, and how calls are retried."""
+
+    models: tuple[ModelConfig, ...] = ()
+    api_base: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI")
+    api_key: str | None = Field(None, description="default: $OPENAI_API_KEY")
+    temperature: float | None = Field(0.7, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(4096, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    extra_body: dict[str, Any] = {}
+    selection: Literal["weighted", "ucb"] = "weighted"
+    retries: int = Field(4, ge=0, description="retries of a call on 429, 5xx, timeouts, connection errors")
+    retry_base_s: float = Field(1.0, ge=0, description="first backoff; doubles, with jitter")
+    retry_max_s: float = Field(60.0, ge=0)
+    call_deadline_s: float = Field(600.0, gt=0, description="hard limit on one call, retries included")
+    set_aside_after: int = Field(3, ge=1, description="consecutive failed calls that bench a model")
+    set_aside_s: float = Field(60.0, ge=0)
+    max_outage_s: float = Field(600.0, gt=0, description="stop when every model failed this long")
+
+
+class PromptConfig(_Section):
+    """The prompt generator."""
+
+    system_message: str | None = Field(None, description="default: the problem's description")
+    template_dir: str | None = Field(None, description="folder of .j2 templates overriding ours")
+    num_recent_attempts: int = Field(5, ge=0)
+    max_artifact_chars: int = Field(4000, ge=0)
+
+
+class BudgetConfig(_Section):
+    """Spending limits; the run stops cleanly once one is reached."""
+
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+    max_proposals: int | None = Field(None, ge=0)
 
 
 class EvaluationConfig(_Section):
@@ -93,10 +150,9 @@ class Config(_Section):
     selection: SelectionConfig = SelectionConfig()
     proposals: ProposalConfig = ProposalConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    # Sections read by components that have not landed yet (the LLM proposer). They are kept
-    # verbatim so that a config written for them loads; the run says they are not used.
-    llm: dict[str, Any] | None = None
-    prompt: dict[str, Any] | None = None
+    llm: LLMConfig = LLMConfig()
+    prompt: PromptConfig = PromptConfig()
+    budget: BudgetConfig = BudgetConfig()
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -136,10 +136,7 @@ def evaluation_env(data_dir: Path | None) -> dict[str, str]:
 def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: dict,
           notes: list[str]) -> Run:
     proposer = OfflineProposer(crossover_rate=config.proposals.crossover_rate)
-    unused = [name for name in ("llm", "prompt") if getattr(config, name)]
-    if unused:
-        notes.append(f"config sections not used by this version: {', '.join(unused)}")
-    if config.llm or os.environ.get("OPENAI_API_KEY"):
+    if config.llm.models or os.environ.get("OPENAI_API_KEY"):
         notes.append("LLM proposals are not available in this version: using the offline proposer (mutations)")
     else:
         notes.append("no LLM configured: using the offline proposer (mutations inside evolvable regions)")

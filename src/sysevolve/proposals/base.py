@@ -16,12 +16,37 @@ EditFormat = Literal["diff", "rewrite"]
 
 @dataclass(frozen=True)
 class ProposalRequest:
-    """Everything a proposer may look at to propose one child."""
+    """Everything a proposer may look at to propose one child.
+
+    `recent` holds the latest settled attempts (newest last) with their outcome: status,
+    score, failure reason, and `parent_id` to compare with the parent's score.
+    """
 
     parent: Program
     inspirations: tuple[Program, ...]
     iteration: int
     seed: int  # a proposer that needs randomness uses random.Random(seed), never global state
+    recent: tuple[Program, ...] = ()
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One call to a model, as stored: what was asked, what came back, what it cost.
+
+    `outcome` is "ok" or the cause of failure: rate_limited, server_error, timeout,
+    connection_error, bad_response, empty_answer, truncated, no_edit, edit_rejected, ...
+    """
+
+    model: str
+    messages: tuple[dict, ...]
+    response: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    outcome: str
+    error: str | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,7 @@ class Proposal:
     summary: str = ""
     failure: str | None = None
     discarded: int = 0  # children the proposer made and threw away (e.g. unparseable) first
+    calls: tuple[LLMCall, ...] = ()  # model calls made for this proposal, in order
 
 
 class Proposer(Protocol):
