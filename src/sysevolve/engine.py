@@ -13,7 +13,9 @@ needs no saved generator state: the run's seed and the iteration number are the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,13 +26,14 @@ from sysevolve.config import Config
 from sysevolve.evaluation.harness import Harness
 from sysevolve.evaluation.sandbox import EvaluationOutcome
 from sysevolve.program import Program
-from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer
+from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer, ProposerUnavailable
 from sysevolve.proposals.edits import EditError, make_child
 from sysevolve.rundir import BestProgramFolder
 from sysevolve.store import Evaluation, Store
 
 
 WALL_CLOCK = "wall-clock budget reached"
+RECENT_ATTEMPTS = 20  # settled attempts kept for prompts (the prompt config shows fewer)
 
 
 class InitialProgramFailed(RuntimeError):
@@ -51,6 +54,8 @@ class RunStats:
     initial_score: float | None = None
     best_iteration: int = 0
     since_improvement: int = 0  # settled proposals since the best score last improved
+    cost_usd: float = 0.0  # model calls, stored ones only
+    tokens: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -92,6 +97,9 @@ class Engine:
         self.stats = RunStats()
         self.stop_reason: str | None = None
         self._next_iteration = 1
+        self._recent: collections.deque[Program] = collections.deque(maxlen=RECENT_ATTEMPTS)
+        self._scores: dict[int, float | None] = {}  # program id -> score, for parents' scores
+        self._costs: dict[int, float] = {}  # program id -> cost of the calls that made it
         self._eval_queue: list[Program] = []
         self._proposals: dict[asyncio.Task, _Launch] = {}
         self._evaluations: dict[asyncio.Task, Program] = {}
@@ -113,6 +121,8 @@ class Engine:
     def _rebuild(self) -> None:
         """Replay the store into the archive and counters (fresh start and resume alike)."""
         self.stats.iterations = self.store.iterations_done()
+        self.stats.cost_usd, self.stats.tokens = self.store.spending()
+        self._costs = self.store.cost_by_program()
         for program in self.store.settled_programs():
             self._settle(program)
         self._eval_queue = list(self.store.programs(status="pending"))
@@ -129,8 +139,13 @@ class Engine:
         """
         stats = self.stats
         stats.since_improvement += 1
+        self._scores[program.id] = program.score
         if program.iteration > 0:
             stats.settled += 1
+            self._recent.append(program)
+            observe = getattr(self.proposer, "observe", None)
+            if observe is not None:
+                observe(program, self._scores.get(program.parent_id), self._costs.get(program.id, 0.0))
         if program.status == "invalid_edit":
             stats.invalid_edits += 1
             return False
@@ -187,8 +202,10 @@ class Engine:
 
     def _launch_proposals(self) -> None:
         settings = self.config
-        budget = settings.run.iterations
+        budget = min(settings.run.iterations, settings.budget.max_proposals or math.inf)
         while (
+            not self._spending_limit()
+            and
             len(self._proposals) < settings.proposals.concurrency
             and self.stats.iterations < budget
             and len(self._eval_queue) < settings.evaluation.resolved_workers()
@@ -200,7 +217,8 @@ class Engine:
             selection = self.archive.sample(rng, island)
             seed = rng.getrandbits(32)
             launch = _Launch(iteration, island, selection.parent, seed)
-            request = ProposalRequest(selection.parent, selection.inspirations, iteration, seed)
+            request = ProposalRequest(selection.parent, selection.inspirations, iteration, seed,
+                                      recent=tuple(self._recent))
             task = asyncio.create_task(self.proposer.propose(request))
             self._proposals[task] = launch
             self.stats.iterations += 1
@@ -212,6 +230,10 @@ class Engine:
             self._evaluations[task] = program
 
     def _finish_proposal(self, task: asyncio.Task, launch: _Launch) -> None:
+        if isinstance(task.exception(), ProposerUnavailable):
+            self.stop_reason = f"the proposer is unavailable: {task.exception()}"
+            self.stats.iterations -= 1  # nothing was proposed: the iteration is not spent
+            return
         proposal = _proposal_result(task, self.proposer.name)
         child = Program(
             id=0, code="", parent_id=launch.parent.id, island=launch.island,
@@ -228,9 +250,14 @@ class Engine:
             else:
                 summary = "; ".join(filter(None, [proposal.summary, made.warning]))
                 child = dataclasses.replace(child, code=made.code, edit=made.edit, edit_summary=summary)
-        program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded)
+        program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded,
+                                            calls=proposal.calls)
+        child = dataclasses.replace(child, id=program_id)
+        self._costs[program_id] = sum(call.cost_usd for call in proposal.calls)
+        self.stats.cost_usd += self._costs[program_id]
+        self.stats.tokens += sum(call.input_tokens + call.output_tokens for call in proposal.calls)
         if child.status == "pending":
-            self._eval_queue.append(dataclasses.replace(child, id=program_id))
+            self._eval_queue.append(child)
         else:
             self._settle(child)
 
@@ -259,15 +286,28 @@ class Engine:
     def _check_stop(self) -> None:
         if self.stop_reason is not None:
             return
-        run, stats = self.config.run, self.stats
+        run, budget, stats = self.config.run, self.config.budget, self.stats
         if run.max_wall_s is not None and self._time_left() == 0:
             self.stop_reason = WALL_CLOCK
         elif run.target_score is not None and stats.best_score is not None and stats.best_score >= run.target_score:
             self.stop_reason = f"target score {run.target_score:g} reached"
         elif run.patience is not None and stats.since_improvement >= run.patience:
             self.stop_reason = f"no improvement in {run.patience} iterations"
+        elif self._spending_limit():
+            self.stop_reason = self._spending_limit()
         elif stats.iterations >= run.iterations and not self._proposals:
             self.stop_reason = f"iteration budget of {run.iterations} used"
+        elif budget.max_proposals is not None and stats.iterations >= budget.max_proposals and not self._proposals:
+            self.stop_reason = f"proposal budget of {budget.max_proposals} used"
+
+    def _spending_limit(self) -> str | None:
+        """Which spending limit is reached, if any (calls in flight still finish)."""
+        budget, stats = self.config.budget, self.stats
+        if budget.max_cost_usd is not None and stats.cost_usd >= budget.max_cost_usd:
+            return f"cost budget of ${budget.max_cost_usd:g} reached (${stats.cost_usd:.4f} spent)"
+        if budget.max_tokens is not None and stats.tokens >= budget.max_tokens:
+            return f"token budget of {budget.max_tokens} reached ({stats.tokens} used)"
+        return None
 
     async def _cancel_in_flight(self) -> None:
         tasks = list(self._proposals) + list(self._evaluations)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sysevolve.program import Program
+from sysevolve.proposals.base import LLMCall
 
 SCHEMA_VERSION = 1
 
@@ -61,6 +62,22 @@ CREATE TABLE IF NOT EXISTS evaluations (
     duration_s REAL NOT NULL,
     at         REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id            INTEGER PRIMARY KEY,
+    program_id    INTEGER NOT NULL REFERENCES programs(id),  -- the proposal it was made for
+    model         TEXT NOT NULL,
+    messages      TEXT NOT NULL,          -- JSON list of chat messages
+    response      TEXT NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd      REAL NOT NULL,
+    latency_s     REAL NOT NULL,
+    attempts      INTEGER NOT NULL,
+    outcome       TEXT NOT NULL,          -- ok, or the cause of failure
+    error         TEXT,
+    at            REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llm_calls_program ON llm_calls(program_id);
 CREATE TABLE IF NOT EXISTS events (
     id   INTEGER PRIMARY KEY,
     at   REAL NOT NULL,
@@ -154,8 +171,9 @@ class Store:
 
     # --- programs ---------------------------------------------------------------------------
     def add_program(self, program: Program, seed: int | None = None, discarded: int = 0,
-                    evaluation: Evaluation | None = None) -> int:
-        """Store a new program (with its search evaluation, if given, in the same transaction)."""
+                    evaluation: Evaluation | None = None, calls: tuple[LLMCall, ...] = ()) -> int:
+        """Store a new program with, in the same transaction, the model calls that made it and
+        (for the initial program) its search evaluation."""
         with self._transaction():
             settled = None if program.status == "pending" else self._next_settled_seq()
             cursor = self._db.execute(
@@ -168,6 +186,15 @@ class Store:
                  json.dumps(program.artifacts), time.time()),
             )
             program_id = int(cursor.lastrowid)
+            for call in calls:
+                self._db.execute(
+                    "INSERT INTO llm_calls(program_id, model, messages, response, input_tokens, "
+                    "output_tokens, cost_usd, latency_s, attempts, outcome, error, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (program_id, call.model, json.dumps(list(call.messages)), call.response,
+                     call.input_tokens, call.output_tokens, call.cost_usd, call.latency_s,
+                     call.attempts, call.outcome, call.error, time.time()),
+                )
             if evaluation is not None:
                 self._record(program_id, evaluation)
         return program_id
@@ -262,6 +289,43 @@ class Store:
             "GROUP BY status, failure ORDER BY n DESC LIMIT ?",
             (limit,),
         ).fetchall()
+
+    # --- model calls ------------------------------------------------------------------------
+    def spending(self) -> tuple[float, int]:
+        """Total (cost in USD, input plus output tokens) of every stored model call."""
+        cost, tokens = self._db.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0) "
+            "FROM llm_calls"
+        ).fetchone()
+        return float(cost), int(tokens)
+
+    def cost_by_program(self) -> dict[int, float]:
+        rows = self._db.execute("SELECT program_id, SUM(cost_usd) FROM llm_calls GROUP BY program_id")
+        return {program_id: cost for program_id, cost in rows.fetchall()}
+
+    def usage_by_model(self) -> list[dict]:
+        """Per model: calls, failed calls by cause, tokens, cost, proposals and improvements."""
+        rows = self._db.execute(
+            "SELECT model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
+            "SUM(outcome = 'ok'), COUNT(DISTINCT program_id) FROM llm_calls GROUP BY model ORDER BY model"
+        ).fetchall()
+        usage = []
+        for model, calls, tokens_in, tokens_out, cost, ok, proposals in rows:
+            causes = dict(self._db.execute(
+                "SELECT outcome, COUNT(*) FROM llm_calls WHERE model = ? AND outcome != 'ok' "
+                "GROUP BY outcome ORDER BY outcome", (model,)
+            ).fetchall())
+            improvements = self._db.execute(
+                "SELECT COUNT(*) FROM programs child JOIN programs parent ON child.parent_id = parent.id "
+                "WHERE child.proposer = ? AND child.status = 'ok' AND child.score > parent.score",
+                ("llm:" + model,),
+            ).fetchone()[0]
+            usage.append({
+                "model": model, "calls": calls, "ok_calls": ok, "failed_calls": causes,
+                "input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": cost,
+                "proposals": proposals, "improvements": improvements,
+            })
+        return usage
 
     # --- events -----------------------------------------------------------------------------
     def add_event(self, kind: str, **data: Any) -> None:

@@ -67,6 +67,10 @@ class Proposal:
     calls: tuple[LLMCall, ...] = ()  # model calls made for this proposal, in order
 
 
+class ProposerUnavailable(RuntimeError):
+    """The proposer cannot propose at all any more (e.g. every model is down); stop the run."""
+
+
 class Proposer(Protocol):
     """Anything that can propose an edit of a parent program."""
 

@@ -1,0 +1,158 @@
+"""The LLM proposer: prompt a model of the ensemble, and return its edit as text.
+
+Each proposal draws its edit format (diff or rewrite) and its model from
+`random.Random(request.seed)`. An answer that holds no edit, or one whose edit does not apply
+(when `repair` is on, after one more turn showing the model the error), is returned as is and
+rejected by the engine with the reason; every call made is returned with the proposal so the
+engine can store it with the program it produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import replace
+
+from sysevolve.program import Program
+from sysevolve.proposals.base import LLMCall, Proposal, ProposalRequest, ProposerUnavailable
+from sysevolve.proposals.edits import EditError, make_child, parse_blocks
+from sysevolve.proposals.ensemble import Ensemble
+from sysevolve.proposals.llm import CallFailed, ModelClient
+from sysevolve.proposals.prompts import PromptBuilder
+
+_PYTHON_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
+PROPOSER_PREFIX = "llm:"
+
+
+def extract_edit(answer: str, mode: str) -> tuple[str, str] | None:
+    """(edit text, format) from a model's answer, or None when it holds no edit.
+
+    A diff-mode answer that gives a whole program instead is accepted as a rewrite, and the
+    other way round; what matters is that the model's edit is used, not how it was asked for.
+    """
+    try:
+        has_blocks = bool(parse_blocks(answer))
+    except EditError:
+        has_blocks = True  # malformed blocks: let the edits module say exactly what is wrong
+    fenced = max(_PYTHON_FENCE.findall(answer), key=len, default="")
+    if has_blocks and (mode == "diff" or not fenced):
+        return answer, "diff"
+    if fenced.strip():
+        return fenced, "rewrite"
+    return None
+
+
+def summary_of(answer: str) -> str:
+    """The model's first line of prose, as a one-line description of its edit."""
+    for line in answer.splitlines():
+        text = line.strip().strip("#*").strip()
+        if text and not text.startswith(("```", "<<<<<<<")):
+            return text[:200]
+    return ""
+
+
+class LLMProposer:
+    """Proposes edits with an ensemble of models behind OpenAI-compatible endpoints."""
+
+    name = "llm"
+
+    def __init__(self, ensemble: Ensemble, clients: dict[str, ModelClient], prompts: PromptBuilder,
+                 mode: str = "diff", rewrite_fraction: float = 0.25, repair: bool = True,
+                 max_outage_s: float = 600.0):
+        self.ensemble = ensemble
+        self.clients = clients
+        self.prompts = prompts
+        self.mode = mode
+        self.rewrite_fraction = rewrite_fraction
+        self.repair = repair
+        self.max_outage_s = max_outage_s
+
+    async def propose(self, request: ProposalRequest) -> Proposal:
+        rng = random.Random(request.seed)
+        mode = self._edit_format(rng)
+        client = await self._client(rng)
+        proposer = PROPOSER_PREFIX + client.model.name
+        messages = self.prompts.messages(request, mode)
+        answer, call = await self._ask(client, messages)
+        calls = [call]
+        if answer is None:
+            return Proposal("", mode, proposer, failure=f"{call.outcome}: {call.error}", calls=tuple(calls))
+        edit = extract_edit(answer, mode)
+        if edit is None:
+            calls[-1] = _with_outcome(call, "no_edit", "the answer holds no SEARCH/REPLACE block or program")
+            return Proposal("", mode, proposer, failure="no_edit: the answer holds no edit", calls=tuple(calls))
+        error = _apply_error(request.parent, edit)
+        if error and self.repair:
+            calls[-1] = _with_outcome(call, "edit_rejected", error)
+            retry_messages = self.prompts.repair(messages, answer, error, mode)
+            second, call = await self._ask(client, retry_messages)
+            calls.append(call)
+            repaired = extract_edit(second, mode) if second is not None else None
+            if repaired is not None:
+                answer, edit = second, repaired
+        return Proposal(edit[0], edit[1], proposer, summary=summary_of(answer), calls=tuple(calls))
+
+    def observe(self, child: Program, parent_score: float | None, cost_usd: float) -> None:
+        """Teach the bandit whether the child beat its parent, and at what cost."""
+        if not child.proposer.startswith(PROPOSER_PREFIX):
+            return
+        improved = child.evaluated_ok and parent_score is not None and child.score > parent_score
+        self.ensemble.observe(child.proposer[len(PROPOSER_PREFIX):], improved, cost_usd)
+
+    def _edit_format(self, rng: random.Random) -> str:
+        if self.mode == "mixed":
+            return "rewrite" if rng.random() < self.rewrite_fraction else "diff"
+        return self.mode
+
+    async def _client(self, rng: random.Random) -> ModelClient:
+        """A model to call; waits while every model is benched, until the outage limit."""
+        while True:
+            if self.ensemble.outage_s() >= self.max_outage_s:
+                raise ProposerUnavailable(
+                    f"every model has failed for {self.ensemble.outage_s():.0f} s "
+                    f"(llm.max_outage_s = {self.max_outage_s:g}); last errors: "
+                    f"{self.ensemble.last_errors() or 'none'}"
+                )
+            model = self.ensemble.choose(rng)
+            if model is not None:
+                return self.clients[model.name]
+            wait = self.ensemble.seconds_until_available()
+            await asyncio.sleep(max(0.01, min(wait, self.max_outage_s - self.ensemble.outage_s())))
+
+    async def _ask(self, client: ModelClient, messages: list[dict]) -> tuple[str | None, LLMCall]:
+        model = client.model
+        started = time.monotonic()
+        try:
+            completion = await client.complete(messages)
+        except CallFailed as failed:
+            self.ensemble.call_finished(model.name, ok=False, error=f"{failed.cause}: {failed}")
+            call = LLMCall(
+                model=model.name, messages=tuple(messages), response=failed.response,
+                input_tokens=failed.input_tokens, output_tokens=failed.output_tokens,
+                cost_usd=model.cost(failed.input_tokens, failed.output_tokens),
+                latency_s=time.monotonic() - started, outcome=failed.cause, error=str(failed),
+                attempts=failed.attempts,
+            )
+            return None, call
+        self.ensemble.call_finished(model.name, ok=True)
+        call = LLMCall(
+            model=model.name, messages=tuple(messages), response=completion.text,
+            input_tokens=completion.input_tokens, output_tokens=completion.output_tokens,
+            cost_usd=model.cost(completion.input_tokens, completion.output_tokens),
+            latency_s=time.monotonic() - started, outcome="ok", attempts=completion.attempts,
+        )
+        return completion.text, call
+
+
+def _apply_error(parent: Program, edit: tuple[str, str]) -> str | None:
+    try:
+        make_child(parent.code, Proposal(edit[0], edit[1], "check"))  # type: ignore[arg-type]
+    except EditError as error:
+        return str(error)
+    return None
+
+
+def _with_outcome(call: LLMCall, outcome: str, error: str) -> LLMCall:
+    return replace(call, outcome=outcome, error=error)
