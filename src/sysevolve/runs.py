@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,17 @@ from sysevolve.config import Config, build_config, read_yaml, validate_config
 from sysevolve.engine import Engine, RunStats
 from sysevolve.evaluation.harness import Harness
 from sysevolve.problem import Problem, load_problem
+from sysevolve.proposals.base import Proposer
+from sysevolve.proposals.ensemble import Ensemble
+from sysevolve.proposals.llm import REDACTED, make_clients, resolve_models
+from sysevolve.proposals.llm_proposer import LLMProposer
 from sysevolve.proposals.mutate import OfflineProposer
+from sysevolve.proposals.prompts import PromptBuilder
 from sysevolve.rundir import DB_NAME, BestProgramFolder, db_path, is_run_dir
 from sysevolve.store import RunLocked, Store
 
 DATA_ENV = "SYSEVOLVE_DATA"
+_ENV_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class RunError(RuntimeError):
@@ -77,7 +84,7 @@ def create_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _writer(run_dir)
     store.set_meta("problem", {"name": problem.name, "root": str(problem.root)})
-    store.set_meta("config", config.model_dump(mode="json"))
+    store.set_meta("config", stored_config(config))
     store.set_meta("evaluation_env", env)
     store.set_meta("versions", {"sysevolve": __version__, "python": platform.python_version()})
     store.set_meta("random", {"seed": config.seed, "per_iteration": "random.Random(f'{seed}:{iteration}')"})
@@ -101,7 +108,7 @@ def open_run(run_dir: Path, *, iterations: int | None = None) -> Run:
     except Exception:
         store.close()
         raise
-    store.set_meta("config", config.model_dump(mode="json"))
+    store.set_meta("config", stored_config(config))
     env = store.get_meta("evaluation_env", {})
     store.add_event("resumed", iterations_done=store.iterations_done())
     return _open(run_dir, problem, config, store, env, [])
@@ -135,11 +142,8 @@ def evaluation_env(data_dir: Path | None) -> dict[str, str]:
 
 def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: dict,
           notes: list[str]) -> Run:
-    proposer = OfflineProposer(crossover_rate=config.proposals.crossover_rate)
-    if config.llm.models or os.environ.get("OPENAI_API_KEY"):
-        notes.append("LLM proposals are not available in this version: using the offline proposer (mutations)")
-    else:
-        notes.append("no LLM configured: using the offline proposer (mutations inside evolvable regions)")
+    proposer, note = _proposer(problem, config)
+    notes.append(note)
     engine = Engine(
         config=config,
         store=store,
@@ -149,6 +153,39 @@ def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: di
         best_folder=BestProgramFolder(run_dir),
     )
     return Run(run_dir=run_dir, problem=problem, config=config, store=store, engine=engine, notes=notes)
+
+
+def _proposer(problem: Problem, config: Config) -> tuple[Proposer, str]:
+    """The LLM ensemble when models are configured (or OPENAI_* is set), else the offline one."""
+    models = resolve_models(config.llm)
+    if not models:
+        return (OfflineProposer(crossover_rate=config.proposals.crossover_rate),
+                "no LLM configured (llm.models, or OPENAI_API_KEY / OPENAI_BASE_URL): "
+                "using the offline proposer (mutations inside evolvable regions)")
+    llm = config.llm
+    ensemble = Ensemble(models, llm.selection, llm.set_aside_after, llm.set_aside_s)
+    prompts = PromptBuilder(problem.description, problem.metric, problem.direction, config.prompt,
+                            problem.root)
+    proposer = LLMProposer(ensemble, make_clients(models, llm), prompts, config.proposals.mode,
+                           config.proposals.rewrite_fraction, config.proposals.repair,
+                           llm.max_outage_s)
+    names = ", ".join(f"{m.name} (weight {m.weight:g}, {m.api_base})" for m in models)
+    unpriced = [m.name for m in models if m.price_in is None or m.price_out is None]
+    note = f"LLM ensemble, {llm.selection} selection: {names}"
+    if unpriced:
+        note += f"; no price known for {', '.join(unpriced)}: their cost counts as 0 (set price_in/price_out)"
+    return proposer, note
+
+
+def stored_config(config: Config) -> dict:
+    """The config as stored in run.db: API keys given literally are replaced by a marker."""
+    data = config.model_dump(mode="json")
+    holders = [data["llm"], *data["llm"]["models"]]
+    for holder in holders:
+        key = holder.get("api_key")
+        if key is not None and not _ENV_ONLY.fullmatch(key):
+            holder["api_key"] = REDACTED
+    return data
 
 
 def summary(store: Store) -> dict:

@@ -24,6 +24,7 @@ from sysevolve.proposals import pricing
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_MODEL_ENV = "SYSEVOLVE_MODEL"
 DEFAULT_MODEL = "gpt-4o-mini"
+REDACTED = "<redacted: literal keys are never stored>"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -100,7 +101,11 @@ def resolve_models(settings: LLMConfig, environ: dict[str, str] | None = None) -
     models = []
     for index, m in enumerate(configured_models(settings, environ)):
         where = f"llm.models[{index}] ({m.name})"
-        raw_key = m.api_key or settings.api_key or environ.get("OPENAI_API_KEY") or ""
+        keys = [k for k in (m.api_key, settings.api_key) if k and k != REDACTED]
+        if not keys and REDACTED in (m.api_key, settings.api_key) and "OPENAI_API_KEY" not in environ:
+            raise ConfigError(f"{where}: its api_key was written literally in the config and literal keys "
+                              "are never stored; set OPENAI_API_KEY, or reference a variable as ${VAR}")
+        raw_key = (keys or [environ.get("OPENAI_API_KEY") or ""])[0]
         known = pricing.lookup(m.name) or (None, None)
         models.append(Model(
             name=m.name,
