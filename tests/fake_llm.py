@@ -223,6 +223,11 @@ class FakeLLM:
         with self._lock:
             self._faults.append(_Fault(kind, model, params, times))
 
+    def clear_faults(self) -> None:
+        """Drop every queued fault: the server is healthy again."""
+        with self._lock:
+            self._faults.clear()
+
     def set_latency(self, seconds: float) -> None:
         self.latency_s = seconds
 
@@ -287,9 +292,10 @@ class FakeLLM:
             return _send_fault(handler, fault)
         if kind == "timeout" and not self._sleep(fault.params.get("delay_s", 5.0)):
             return handler.drop()
-        text, behaviour = self._answer(model, messages)
         if kind == "timeout" and _peer_closed(handler.connection):
             return handler.drop()  # the client gave up: nothing is sent, nothing is billed
+        # Only a normal answer uses up a scripted text; faulty ones are made up on the spot.
+        text, behaviour = self._answer(model, messages, use_script=kind is None)
         handler.send_json(200, self._completion(model, messages, text, kind or behaviour))
 
     def _completion(self, model: str, messages: list[Any], text: str, kind: str) -> dict[str, Any]:
@@ -324,14 +330,16 @@ class FakeLLM:
             },
         }
 
-    def _answer(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, str]:
+    def _answer(self, model: str, messages: list[dict[str, Any]],
+                use_script: bool = True) -> tuple[str, str]:
         """The answer text for a normal (non-fault) request, and the behaviour that produced it."""
         with self._lock:
             kind = self._behaviours.get(model, self._behaviours.get(None, "improve"))
-            if kind == "script":
+            if kind == "script" and use_script:
                 queue = self._scripts.get(model)
                 if queue:
                     return queue.pop(0), "script"
+            if kind == "script":
                 kind = "improve"
             if kind == "improve":
                 # One number per improve answer: answers vary, yet repeat given the same requests.

@@ -210,6 +210,9 @@ def summary(store: Store) -> dict:
         "proposal_failures": counts.get("proposal_failed", 0),
         "discarded_unparseable": store.discarded_proposals(),
         "pending": counts.get("pending", 0),
+        "cost_usd": store.spending()[0],
+        "tokens": store.spending()[1],
+        "models": store.usage_by_model(),
         "stop_reason": stopped[-1][2].get("reason") if stopped else None,
         "failure_reasons": [
             {"status": status, "reason": reason, "count": n}
