@@ -11,6 +11,7 @@ import pytest
 from conftest import FIXTURES, run_loop
 from sysevolve.engine import InitialProgramFailed
 from sysevolve.proposals.base import Proposal
+from sysevolve.proposals.mutate import OfflineProposer
 from sysevolve.runs import create_run, summary
 from sysevolve.store import Store
 
@@ -72,8 +73,18 @@ def test_initial_program_failure_stops_before_the_loop(tmp_path):
 
 
 def test_openevolve_example_layout_runs_unchanged(tmp_path):
+    """The example's models are unreachable here: the offline proposer stands in for them
+    (test_llm.py runs the same folder against the fake model server)."""
     out = tmp_path / "run"
-    run, reason = run_loop(FIXTURES / "openevolve_example", out)
+    run = create_run(FIXTURES / "openevolve_example", out_dir=out)
+    run.engine.proposer = OfflineProposer()
+    try:
+        asyncio.run(run.engine.prepare(run.problem.initial_code()))
+        asyncio.run(run.engine.run())
+    finally:
+        run.close()
+    assert [m.name for m in run.config.llm.models] == ["gemini-2.0-flash-lite", "gemini-2.0-flash"]
+    assert run.config.proposals.mode == "diff"  # diff_based_evolution
     assert run.config.run.iterations == 10  # max_iterations
     assert run.config.selection.num_islands == 3  # database.num_islands
     assert run.config.evaluation.cascade_thresholds == (0.1,)

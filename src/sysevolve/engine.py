@@ -198,6 +198,9 @@ class Engine:
             raise
         finally:
             self.store.add_event("stopped", reason=self.stop_reason, stats=_stats_dict(self.stats))
+            close = getattr(self.proposer, "aclose", None)
+            if close is not None:
+                await close()
         return self.stop_reason or "nothing left to do"
 
     def _launch_proposals(self) -> None:

@@ -167,7 +167,7 @@ class ModelClient:
                  jitter: random.Random | None = None):
         self.model = model
         self.settings = settings
-        self._client = client
+        self.endpoint = client
         self._jitter = jitter or random.Random()  # jitter delays retries; it touches no result
 
     async def complete(self, messages: list[dict]) -> Completion:
@@ -210,7 +210,7 @@ class ModelClient:
             options["max_tokens"] = m.max_tokens
         if m.extra_body:
             options["extra_body"] = m.extra_body
-        return await self._client.chat.completions.create(
+        return await self.endpoint.chat.completions.create(
             model=m.name, messages=messages, timeout=m.timeout, **options
         )
 

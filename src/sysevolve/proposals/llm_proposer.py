@@ -94,6 +94,12 @@ class LLMProposer:
                 answer, edit = second, repaired
         return Proposal(edit[0], edit[1], proposer, summary=summary_of(answer), calls=tuple(calls))
 
+    async def aclose(self) -> None:
+        """Close the HTTP connections (the engine calls this when its loop ends)."""
+        endpoints = {id(c.endpoint): c.endpoint for c in self.clients.values()}
+        for endpoint in endpoints.values():
+            await endpoint.close()
+
     def observe(self, child: Program, parent_score: float | None, cost_usd: float) -> None:
         """Teach the bandit whether the child beat its parent, and at what cost."""
         if not child.proposer.startswith(PROPOSER_PREFIX):

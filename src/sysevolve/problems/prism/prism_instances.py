@@ -1,14 +1,18 @@
-"""Prism instances: the ADRS generator (legacy numpy seeding) and the seeds of each split.
+"""Prism instances: the ADRS generator and the seeds of each split.
 
 An instance is a number of 80 GB GPUs and twice as many models, each with a size (GB), a
 request rate and an SLO. Only the seeds of the requested split are ever generated.
+
+ADRS drew the instances with numpy's legacy generator (`numpy.random.seed(seed)` then
+`randint`). The same draws come from Python's own Mersenne Twister put in the state numpy
+seeds, with numpy's masked rejection sampling on top: bit-identical (the tests compare with
+numpy), about ten times faster, and the evaluator does not pay numpy's import time.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-
-import numpy as np
 
 GPU_MEM_SIZE = 80  # GB per GPU
 NUM_TESTS = 50
@@ -51,22 +55,50 @@ _CACHE: dict[tuple[int, int], tuple[Instance, ...]] = {}
 
 
 def generate(seed: int, num_tests: int = NUM_TESTS) -> tuple[Instance, ...]:
-    """The ADRS instances of `seed`: draws in the original order from a legacy RandomState."""
+    """The ADRS instances of `seed`, drawn in the original order (gpu_num, then per model
+    size, rate, slo) exactly as numpy.random.RandomState(seed).randint would draw them."""
     key = (seed, num_tests)
     if key not in _CACHE:
-        rng = np.random.RandomState(seed)
-        randint = rng.randint
+        randint = legacy_randint(seed)
         instances = []
         for index in range(num_tests):
-            gpu_num = int(randint(5, 10))
+            gpu_num = randint(5, 10)
             sizes, rates, slos = [], [], []
-            for _ in range(2 * gpu_num):  # interleaved draws: size, rate, slo per model
-                sizes.append(int(randint(10, 30)))
-                rates.append(int(randint(1, 10)))
-                slos.append(int(randint(5, 10)))
-            instances.append(Instance(seed, index, gpu_num, tuple(sizes), tuple(rates), tuple(slos)))
+            for _ in range(2 * gpu_num):
+                sizes.append(randint(10, 30))
+                rates.append(randint(1, 10))
+                slos.append(randint(5, 10))
+            instances.append(
+                Instance(seed, index, gpu_num, tuple(sizes), tuple(rates), tuple(slos)))
         _CACHE[key] = tuple(instances)
     return _CACHE[key]
+
+
+def legacy_randint(seed: int):
+    """randint(low, high) drawing what numpy.random.RandomState(seed).randint(low, high) draws."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed {seed} outside [0, 2**32)")
+    state = [seed]
+    for i in range(1, 624):  # MT19937 init_genrand, as numpy's legacy integer seeding
+        prev = state[-1]
+        state.append((1812433253 * (prev ^ (prev >> 30)) + i) & 0xFFFFFFFF)
+    mt = random.Random()
+    mt.setstate((3, tuple(state) + (624,), None))  # 624: regenerate before the first output
+    bits = mt.getrandbits  # getrandbits(32) is one raw 32-bit Mersenne Twister output
+
+    def randint(low: int, high: int) -> int:
+        span = high - low - 1
+        if not 0 <= span < 2**32 - 1:
+            raise ValueError(f"randint({low}, {high}): range not supported")
+        if span == 0:
+            return low  # numpy draws nothing for a single value
+        mask = (1 << span.bit_length()) - 1
+        while True:  # numpy's masked rejection sampling on 32-bit words
+            value = bits(32) & mask
+            if value <= span:
+                return low + value
+
+    return randint
 
 
 def split_seeds(split: str) -> tuple[int, ...]:

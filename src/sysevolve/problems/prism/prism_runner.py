@@ -9,21 +9,24 @@ mutates stays in the child. Every line from the child is untrusted and validated
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import numbers
 import os
 import random
 import resource
 import select
 import signal
+import sys
 import time
 from dataclasses import dataclass
-
-import numpy as np
 
 from prism_instances import Instance, Model
 
 ENTRY = "compute_model_placement"
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 MAX_MESSAGE_BYTES = 4_000_000  # one instance's placement is a few kB
 
 
@@ -47,6 +50,10 @@ def run_program(program_path, instances: list[Instance], *, seed: int, instance_
     outcomes: list[Outcome] = []
     while len(outcomes) < len(instances):
         start = len(outcomes)
+        if start and time.monotonic() >= deadline:  # keep_going after the evaluation limit
+            outcomes.extend(Outcome(error="timeout: the evaluation limit was reached")
+                            for _ in instances[start:])
+            break
         batch = _run_child(program_path, instances, start, seed, instance_timeout_s, deadline,
                            keep_going)
         outcomes.extend(batch)
@@ -58,6 +65,8 @@ def run_program(program_path, instances: list[Instance], *, seed: int, instance_
 
 def _run_child(program_path, instances, start, seed, instance_timeout_s, deadline, keep_going):
     read_fd, write_fd = os.pipe()
+    for stream in (sys.stdout, sys.stderr):  # else the child would repeat buffered output
+        stream.flush()
     pid = os.fork()
     if pid == 0:  # the candidate's process: never returns
         os.close(read_fd)
@@ -67,8 +76,8 @@ def _run_child(program_path, instances, start, seed, instance_timeout_s, deadlin
     try:
         lines = _Lines(read_fd)
         ready = lines.next(deadline)
-        if ready is None or ready == "timeout":
-            why = "timed out" if ready == "timeout" else "exited"
+        if ready in (None, "timeout", "oversized"):
+            why = {None: "exited", "timeout": "timed out", "oversized": "flooded its pipe"}[ready]
             raise LoadError(f"the program's process {why} while loading it")
         message = _parse(ready)
         if "load_error" in message:
@@ -88,12 +97,18 @@ def _run_child(program_path, instances, start, seed, instance_timeout_s, deadlin
                 outcomes.append(Outcome(error=f"timeout: the call ran past the {limit} limit "
                                               "and was killed", wall_s=wall))
                 return outcomes
+            if line == "oversized":
+                outcomes.append(Outcome(error="the program's process sent an oversized message",
+                                        wall_s=wall))
+                return outcomes
             message = _parse(line)
             if message.get("i") != k - start:
                 outcome = Outcome(error="malformed message from the program's process", wall_s=wall)
+            elif "failure" in message:
+                outcome = Outcome(error=str(message["failure"])[:400], wall_s=wall)
             elif "error" in message:
-                outcome = Outcome(error=f"compute_model_placement raised {message['error']}",
-                                  wall_s=wall)
+                error = str(message["error"])[:400]
+                outcome = Outcome(error=f"compute_model_placement raised {error}", wall_s=wall)
             else:
                 outcome = Outcome(encoded=_checked(message.get("result")), wall_s=wall)
                 if outcome.encoded is None:
@@ -116,19 +131,23 @@ class _Lines:
 
     def __init__(self, fd: int):
         self.fd, self.buffer = fd, b""
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
 
     def next(self, until: float):
-        """The next line (str), None at end of file, or "timeout"."""
+        """The next line (str), None at end of file, "timeout" or "oversized"."""
         while b"\n" not in self.buffer:
             left = until - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                return "timeout"
+            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
+                if time.monotonic() >= until:
+                    return "timeout"
+                continue
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:
                 return None
             self.buffer += chunk
             if len(self.buffer) > MAX_MESSAGE_BYTES:
-                raise RuntimeError("the program's process sent an oversized message")
+                return "oversized"
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode("utf-8", "replace")
 
@@ -163,13 +182,15 @@ def _checked(result):
 
 
 def _is_number(v) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
+    return type(v) is int or (type(v) is float and math.isfinite(v))
 
 
 # --- the child --------------------------------------------------------------------------------
 
 def _child_main(program_path: str, instances: list[Instance], seed: int, fd: int) -> None:
     try:
+        if _LIBC is not None:  # die with the evaluator, however it dies
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _close_other_fds(fd)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         try:
@@ -180,10 +201,16 @@ def _child_main(program_path: str, instances: list[Instance], seed: int, fd: int
         _send(fd, {"ready": True})
         for k, inst in enumerate(instances):
             random.seed(seed)
-            np.random.seed(seed)
+            if "numpy" in sys.modules:  # imported by the program: seed its global generator too
+                sys.modules["numpy"].random.seed(seed)
             try:
                 models = inst.models(model_class)
-                given = {id(m): m.model_name for m in models}
+            except BaseException as exc:  # noqa: BLE001
+                _send(fd, {"i": k, "failure": f"cannot build models with the program's Model "
+                                              f"class: {_one_line(exc)}"})
+                continue
+            try:
+                given = {id(m): inst.names[j] for j, m in enumerate(models)}
                 result = fn(inst.gpu_num, models)
                 message = {"i": k, "result": _encode(result, given)}
             except BaseException as exc:  # noqa: BLE001
@@ -192,6 +219,11 @@ def _child_main(program_path: str, instances: list[Instance], seed: int, fd: int
     except BaseException:  # noqa: BLE001 - the parent sees the missing lines
         pass
     finally:
+        for stream in (sys.stdout, sys.stderr):  # what the program printed
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
         os._exit(0)
 
 
@@ -205,9 +237,10 @@ def _close_other_fds(keep: int) -> None:
 
 def _load(program_path: str):
     import importlib.util
-    import sys
 
     spec = importlib.util.spec_from_file_location("_prism_candidate", program_path)
+    if spec is None:
+        raise LoadError(f"cannot load {program_path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules["_prism_candidate"] = module
     spec.loader.exec_module(module)
@@ -237,8 +270,12 @@ def _attr(obj, name: str, kind=None):
     value = getattr(obj, name, None)
     if kind is str:
         return value if type(value) is str else None
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        value = value.item() if isinstance(value, (np.integer, np.floating)) else value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):  # numpy integers too
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
         return value if math.isfinite(value) else None
     return None
 

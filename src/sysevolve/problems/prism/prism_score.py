@@ -34,7 +34,8 @@ class PlacementError(ValueError):
 def validate(encoded, inst: Instance) -> tuple[list[list[int]], list[str]]:
     """(model indices per GPU, tampering notes) of a valid placement; PlacementError otherwise."""
     if encoded["type"] != "dict":
-        raise PlacementError(f"returned {encoded['type']}, expected a dict {{gpu_id: [Model, ...]}}")
+        raise PlacementError(
+            f"returned {encoded['type']}, expected a dict {{gpu_id: [Model, ...]}}")
     index = {name: j for j, name in enumerate(inst.names)}
     where: dict[int, int] = {}
     gpus: list[list[int]] = []
@@ -60,7 +61,8 @@ def validate(encoded, inst: Instance) -> tuple[list[list[int]], list[str]]:
                 tampered.append(ident)
         used = sum(inst.sizes[j] for j in placed)
         if used > GPU_MEM_SIZE:
-            raise PlacementError(f"GPU {key} holds {used} GB of models, more than {GPU_MEM_SIZE} GB")
+            raise PlacementError(
+                f"GPU {key} holds {used} GB of models, more than {GPU_MEM_SIZE} GB")
         gpus.append(placed)
     if len(where) != len(index):
         missing = next(n for j, n in enumerate(inst.names) if j not in where)
