@@ -233,3 +233,19 @@ def test_outage_stops_the_run_and_it_stays_resumable(tmp_path, fake, toy_problem
     _, reason = resume_loop(out)
     assert "budget" in reason
     assert info(out)["iterations"] == 50
+
+
+def test_status_shows_cost_and_models(tmp_path, fake, toy_problem, capsys):
+    from sysevolve.cli import main
+
+    out = tmp_path / "run"
+    run_loop(toy_problem, out, llm=llm(fake, "alpha", "beta"), run={"iterations": 6})
+    capsys.readouterr()
+    assert main(["status", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tokens"] > 0 and data["cost_usd"] > 0
+    assert {m["model"] for m in data["models"]} <= {"alpha", "beta"}
+    assert sum(m["proposals"] for m in data["models"]) == 6
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "cost" in text and "improvements" in text

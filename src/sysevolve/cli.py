@@ -136,10 +136,11 @@ def cmd_status(args) -> int:
     table = Table(title=f"{args.run_dir} ({info['problem']})", show_header=False)
     for key in ("iterations", "iteration_budget", "best_score", "initial_score", "best_program_id",
                 "programs", "evaluated", "failed", "invalid_edits", "proposal_failures",
-                "discarded_unparseable", "pending",
-                "stop_reason"):
+                "discarded_unparseable", "pending", "tokens", "cost_usd", "stop_reason"):
         table.add_row(key.replace("_", " "), _fmt(info[key]))
     console.print(table)
+    if info["models"]:
+        console.print(_models_table(info["models"]))
     if info["failure_reasons"]:
         reasons = Table(title="most frequent failures")
         for column in ("status", "count", "reason"):
@@ -148,6 +149,19 @@ def cmd_status(args) -> int:
             reasons.add_row(row["status"], str(row["count"]), row["reason"] or "")
         console.print(reasons)
     return 0
+
+
+def _models_table(models: list[dict]) -> Table:
+    table = Table(title="models")
+    for column in ("model", "calls", "failed calls", "tokens in", "tokens out", "cost USD",
+                   "proposals", "improvements"):
+        table.add_column(column, justify="left" if column in ("model", "failed calls") else "right")
+    for m in models:
+        failed = ", ".join(f"{cause} {n}" for cause, n in m["failed_calls"].items()) or "-"
+        table.add_row(m["model"], str(m["calls"]), failed, str(m["input_tokens"]),
+                      str(m["output_tokens"]), f"{m['cost_usd']:.4f}", str(m["proposals"]),
+                      str(m["improvements"]))
+    return table
 
 
 def cmd_best(args) -> int:
