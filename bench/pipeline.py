@@ -1,0 +1,103 @@
+"""Pipelining: are model calls and evaluations really overlapped?
+
+N proposals go through the whole loop: a fake OpenAI-compatible server on 127.0.0.1 answers
+every call after L seconds, and an evaluator sleeps E seconds inside the real sandbox. With
+C_llm calls and C_eval evaluations in flight, no schedule can finish before
+max(N*L/C_llm, N*E/C_eval); the table prints wall time over that bound. A design that runs each
+proposal's call and evaluation back to back in one worker gets about 2.0 when L = E.
+The sandbox's own start-up (about 0.1 s per evaluation, see bench/engine.py) is part of the
+measured time and not of the bound.
+
+Usage: python bench/pipeline.py [--proposals N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_llm import FakeLLM  # noqa: E402  (the test suite's fake model server)
+
+from sysevolve.runs import create_run  # noqa: E402
+
+PROGRAM = """# EVOLVE-BLOCK-START
+def value():
+    return 1.0
+# EVOLVE-BLOCK-END
+"""
+
+EVALUATOR = """
+import importlib.util, time
+
+def evaluate(program_path):
+    time.sleep({seconds})
+    spec = importlib.util.spec_from_file_location("candidate", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {{"combined_score": float(module.value())}}
+"""
+
+
+def problem(root: Path, seconds: float) -> Path:
+    folder = root / f"sleep-{seconds}"
+    folder.mkdir(exist_ok=True)
+    (folder / "initial_program.py").write_text(PROGRAM)
+    (folder / "evaluator.py").write_text(EVALUATOR.format(seconds=seconds))
+    return folder
+
+
+def measure(root: Path, n: int, latency: float, eval_s: float, c_llm: int, c_eval: int) -> float:
+    """Wall time of n proposals, initial evaluation excluded."""
+    with FakeLLM(latency_s=latency) as fake:
+        run = create_run(problem(root, eval_s), out_dir=root / f"run-{latency}-{eval_s}-{c_llm}-{c_eval}", overrides={
+            "run": {"iterations": n},
+            "proposals": {"concurrency": c_llm},
+            "evaluation": {"workers": c_eval},
+            "llm": {"models": [{"name": "fake", "api_base": fake.base_url, "api_key": "none"}]},
+        })
+
+        async def go() -> float:
+            await run.engine.prepare(run.problem.initial_code())
+            started = time.perf_counter()
+            await run.engine.run()
+            return time.perf_counter() - started
+
+        try:
+            return asyncio.run(go())
+        finally:
+            run.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proposals", type=int, default=32)
+    args = parser.parse_args()
+    n = args.proposals
+    settings = [  # (L, E, C_llm, C_eval)
+        (0.5, 0.5, 4, 4),
+        (1.0, 0.25, 4, 2),
+        (0.25, 1.0, 4, 4),
+        (0.5, 0.5, 8, 2),
+    ]
+    table = Table(title=f"pipeline: {n} proposals, fake model latency L, evaluator time E")
+    for column in ("L s", "E s", "C_llm", "C_eval", "bound s", "wall s", "wall / bound"):
+        table.add_column(column, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for latency, eval_s, c_llm, c_eval in settings:
+            bound = max(n * latency / c_llm, n * eval_s / c_eval)
+            wall = measure(Path(tmp), n, latency, eval_s, c_llm, c_eval)
+            table.add_row(f"{latency:g}", f"{eval_s:g}", str(c_llm), str(c_eval), f"{bound:.2f}",
+                          f"{wall:.2f}", f"{wall / bound:.2f}")
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
