@@ -24,6 +24,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/problems.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
