@@ -79,7 +79,8 @@ def test_faults_are_handled_and_counted_by_cause(tmp_path, fake, toy_problem):
     fake.fail("timeout", times=2, delay_s=3)  # call 2: both attempts time out (client: 1 s)
     fake.fail("malformed_json")  # call 3: garbled, not retried
     fake.fail("empty_choices")  # call 4: empty, not retried
-    fake.fail("429", retry_after=0.3)  # call 5: retried after Retry-After, then answered...
+    fake.fail("truncated")  # call 5: cut at max_tokens
+    fake.fail("429", retry_after=0.3)  # call 6: retried after Retry-After, then answered...
     fake.behaviour("fake-model", "script")
     fake.script("fake-model", ["I would rather not change anything today."])  # ...with no edit
     out = tmp_path / "run"
@@ -87,16 +88,18 @@ def test_faults_are_handled_and_counted_by_cause(tmp_path, fake, toy_problem):
              run={"iterations": 12}, proposals={"concurrency": 1, "repair": False},
              evaluation={"workers": 1})
     stored = calls(out)
-    assert [(c["outcome"], c["attempts"]) for c in stored[:5]] == [
-        ("server_error", 2), ("timeout", 2), ("bad_response", 1), ("empty_answer", 1), ("no_edit", 2),
+    assert [(c["outcome"], c["attempts"]) for c in stored[:6]] == [
+        ("server_error", 2), ("timeout", 2), ("bad_response", 1), ("empty_answer", 1),
+        ("truncated", 1), ("no_edit", 2),
     ]
-    assert stored[4]["latency_s"] >= 0.3  # Retry-After was honoured
-    assert {c["outcome"] for c in stored[5:]} == {"ok"}
+    assert stored[5]["latency_s"] >= 0.3  # Retry-After was honoured
+    assert {c["outcome"] for c in stored[6:]} == {"ok"}
     result = info(out)
     assert result["iterations"] == 12
-    assert result["proposal_failures"] == 5
+    assert result["proposal_failures"] == 6
     failed = result["models"][0]["failed_calls"]
-    assert failed == {"server_error": 1, "timeout": 1, "bad_response": 1, "empty_answer": 1, "no_edit": 1}
+    assert failed == {"server_error": 1, "timeout": 1, "bad_response": 1, "empty_answer": 1,
+                      "truncated": 1, "no_edit": 1}
 
 
 def test_search_that_matches_nothing_is_rejected_then_repaired(tmp_path, fake, toy_problem):
@@ -249,3 +252,15 @@ def test_status_shows_cost_and_models(tmp_path, fake, toy_problem, capsys):
     assert main(["status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "models" in text and ("alpha" in text or "beta" in text)
+
+
+def test_a_failing_model_is_set_aside_and_the_others_carry_on(tmp_path, fake, toy_problem):
+    fake.fail("500", times=10_000, model="broken")
+    out = tmp_path / "run"
+    _, reason = run_loop(toy_problem, out, run={"iterations": 20},
+                         llm=llm(fake, "broken", "fine", retries=0, set_aside_after=2, set_aside_s=60))
+    assert "budget" in reason
+    by_model = Counter(c["model"] for c in calls(out))
+    assert by_model["broken"] <= 3  # benched after 2 failures in a row (one more may be in flight)
+    assert by_model["fine"] >= 17
+    assert info(out)["iterations"] == 20
