@@ -78,7 +78,7 @@ def measure(root: Path, n: int, latency: float, eval_s: float, c_llm: int, c_eva
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proposals", type=int, default=32)
+    parser.add_argument("--proposals", type=int, default=64)
     args = parser.parse_args()
     n = args.proposals
     settings = [  # (L, E, C_llm, C_eval)

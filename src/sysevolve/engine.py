@@ -172,9 +172,10 @@ class Engine:
         self._check_stop()
         try:
             while True:
+                # Evaluations first: a queue they drain makes room for new proposals.
+                self._launch_evaluations()
                 if self.stop_reason is None:
                     self._launch_proposals()
-                self._launch_evaluations()
                 if not self._proposals and not self._evaluations:
                     break
                 done, _ = await asyncio.wait(
