@@ -15,12 +15,15 @@ stdin or stdout (which belong to the candidate's prints). Frames are a little-en
                            (uint8[active]: 0 NONE, 1 SPOT, 2 ON_DEMAND);  E  failure (UTF-8)
 
 Everything the child sends is untrusted: sizes and codes are checked, a wait is bounded by the
-evaluation's deadline, and a malformed frame makes the evaluation invalid.
+evaluation's deadline, and a malformed frame makes the evaluation invalid. Run ids on the wire are
+local to the child; `PolicyPool` splits large evaluations into contiguous blocks of runs, one
+child each, that think in parallel.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import struct
 import subprocess
@@ -54,7 +57,8 @@ class PolicyTimeout(PolicyError):
 class PolicyProcess:
     """A candidate policy in a child process; call it with a tick's batch to get its actions."""
 
-    def __init__(self, program_path, timeout_s: float):
+    def __init__(self, program_path, timeout_s: float, first_run: int = 0):
+        self.first_run = first_run  # global index of the child's run 0
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
         self.tick = None
@@ -100,9 +104,16 @@ class PolicyProcess:
 
     def start(self, duration, deadline, overhead, gap: float) -> None:
         """Create one policy instance per run in the child; returns when they exist."""
+        self.begin(duration, deadline, overhead, gap)
+        self.ready()
+
+    def begin(self, duration, deadline, overhead, gap: float) -> None:
+        """Asks the child to create its policy instances (`ready` waits for them)."""
         n = len(duration)
         columns = [np.ascontiguousarray(a, dtype="<f8").tobytes() for a in (duration, deadline, overhead)]
         self._send(b"I", INIT.pack(n, gap) + b"".join(columns))
+
+    def ready(self) -> None:
         self._receive(b"R", 0)
 
     def __call__(self, batch) -> np.ndarray:
@@ -117,7 +128,7 @@ class PolicyProcess:
             TICK.pack(len(batch.ids), batch.tick, batch.elapsed),
             np.ascontiguousarray(batch.work_done, dtype="<f8").tobytes(),
             np.ascontiguousarray(batch.pending, dtype="<f8").tobytes(),
-            np.ascontiguousarray(batch.ids, dtype="<i4").tobytes(),
+            np.ascontiguousarray(batch.ids - self.first_run, dtype="<i4").tobytes(),
             np.ascontiguousarray(batch.has_spot, dtype=np.uint8).tobytes(),
             np.ascontiguousarray(batch.last, dtype=np.uint8).tobytes(),
             np.ascontiguousarray(batch.current, dtype=np.uint8).tobytes(),
@@ -150,7 +161,8 @@ class PolicyProcess:
     def _receive(self, kind: bytes, size: int) -> bytes:
         got_size, got_kind = HEADER.unpack(self._read(HEADER.size))
         if got_kind == ord("E"):
-            raise _failure(self._read(min(got_size, MAX_ERROR_BYTES)).decode("utf-8", "replace"))
+            message = self._read(min(got_size, MAX_ERROR_BYTES)).decode("utf-8", "replace")
+            raise _failure(message, self.first_run)
         if got_kind != kind[0] or got_size != size:
             raise PolicyError(f"{self._where()}: malformed message from the policy process "
                               f"(kind {got_kind}, {got_size} bytes; expected {kind.decode()!r}, "
@@ -188,15 +200,62 @@ class PolicyProcess:
         return f"{self._where()}: the policy process {how} without an answer"
 
 
-def _failure(message: str) -> PolicyError:
-    """A PolicyError from the child's message; 'run N, ...' names the run it failed on."""
+def _failure(message: str, first_run: int) -> PolicyError:
+    """A PolicyError from the child's message; a leading 'run N' (local) becomes the global run."""
     message = " ".join(message.split())[:500]
-    run = None
-    if message.startswith("run "):
-        head = message[4:].split(",", 1)[0].split(":", 1)[0]
-        if head.isdigit():
-            run = int(head)
-    return PolicyError(message, run=run)
+    match = re.match(r"run (\d+)(?=[,:])", message)
+    if match is None:
+        return PolicyError(message)
+    run = int(match.group(1)) + first_run
+    return PolicyError(f"run {run}{message[match.end():]}", run=run)
+
+
+class PolicyPool:
+    """The candidate in `shards` processes, each owning a contiguous block of the runs.
+
+    Same interface as one PolicyProcess (start, send, receive); the processes answer a tick in
+    parallel. Each holds its own module state, so the shard count is fixed by the caller.
+    """
+
+    def __init__(self, program_path, timeout_s: float, runs: int, shards: int = 1):
+        shards = max(1, min(shards, runs))
+        self.bounds = [runs * s // shards for s in range(shards + 1)]
+        self.procs: list[PolicyProcess] = []
+        try:
+            for lo in self.bounds[:-1]:
+                self.procs.append(PolicyProcess(program_path, timeout_s, first_run=lo))
+        except BaseException:
+            self.close(graceful=False)
+            raise
+        self._asked: list[PolicyProcess] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(graceful=exc_type is None)
+
+    def close(self, graceful: bool = True) -> None:
+        for proc in self.procs:
+            proc.close(graceful)
+
+    def start(self, duration, deadline, overhead, gap: float) -> None:
+        for proc, lo, hi in zip(self.procs, self.bounds, self.bounds[1:]):
+            proc.begin(duration[lo:hi], deadline[lo:hi], overhead[lo:hi], gap)
+        for proc in self.procs:
+            proc.ready()
+
+    def send(self, batch) -> None:
+        cuts = np.searchsorted(batch.ids, self.bounds)  # ids ascend
+        self._asked = []
+        for proc, a, b in zip(self.procs, cuts, cuts[1:]):
+            if b > a:
+                proc.send(batch.part(slice(int(a), int(b))))
+                self._asked.append(proc)
+
+    def receive(self) -> np.ndarray:
+        answers = [proc.receive() for proc in self._asked]
+        return np.concatenate(answers) if answers else np.zeros(0, dtype=np.uint8)
 
 
 def _child_env() -> dict[str, str]:

@@ -62,7 +62,6 @@ class Grid:
     deadline: np.ndarray
     overhead: np.ndarray
     env: tuple[str, ...]
-    window: np.ndarray  # the window's file number (real) or draw number (synthetic)
 
     def __len__(self) -> int:
         return len(self.duration)
@@ -102,7 +101,7 @@ def load_real(archive: Path, cache_dir: Path | None = None) -> Traces:
         with np.load(cache) as saved:
             return Traces({e: saved[f"base_{e}"] for e in ENVIRONMENTS},
                           {e: tuple(int(x) for x in saved[f"offsets_{e}"]) for e in ENVIRONMENTS})
-    except (OSError, KeyError, ValueError):
+    except Exception:  # missing or unreadable: parse again
         pass
     traces = _parse_archive(archive)
     arrays = {f"base_{e}": traces.bases[e] for e in ENVIRONMENTS}
@@ -191,33 +190,31 @@ def search_files() -> list[int]:
 def holdout_files() -> list[int]:
     """The other 270 window files, in lexicographic order as ADRS lists them."""
     chosen = set(search_files())
-    return [int(n[:-5]) for n in sorted(f"{i}.json" for i in range(WINDOW_FILES)) if int(n[:-5]) not in chosen]
+    listed = [int(n[: -len(".json")]) for n in sorted(f"{i}.json" for i in range(WINDOW_FILES))]
+    return [f for f in listed if f not in chosen]
 
 
 # --- grids ----------------------------------------------------------------------------------------
 
-def build_grid(windows: dict[str, list[tuple[int, np.ndarray]]], deadlines_h=DEADLINES_H,
+def build_grid(windows: dict[str, list[np.ndarray]], deadlines_h=DEADLINES_H,
                overheads_h=OVERHEADS_H, duration_h: float = DURATION_H) -> Grid:
-    """Every (environment, deadline, overhead, window) combination; windows: env -> [(id, trace)]."""
-    rows, D, T, d, envs, ids = [], [], [], [], [], []
-    for env, wins in windows.items():
+    """Every (environment, deadline, overhead, window) combination, in that nesting order."""
+    rows, D, T, d, envs = [], [], [], [], []
+    for env, traces in windows.items():
         for deadline in deadlines_h:
             for overhead in overheads_h:
-                for wid, trace in wins:
-                    rows.append(trace)
-                    D.append(duration_h * 3600)
-                    T.append(deadline * 3600)
-                    d.append(overhead * 3600)
-                    envs.append(env)
-                    ids.append(wid)
-    return Grid(np.array(rows, dtype=np.uint8), np.array(D), np.array(T), np.array(d), tuple(envs),
-                np.array(ids))
+                rows += traces
+                D += [duration_h * 3600] * len(traces)
+                T += [deadline * 3600] * len(traces)
+                d += [overhead * 3600] * len(traces)
+                envs += [env] * len(traces)
+    return Grid(np.array(rows, dtype=np.uint8), np.array(D), np.array(T), np.array(d), tuple(envs))
 
 
-def windows_of(traces: Traces, files, limit: int | None = None) -> dict[str, list[tuple[int, np.ndarray]]]:
-    """env -> [(file, window trace)] for the given window files (the first `limit` of them)."""
+def windows_of(traces: Traces, files, limit: int | None = None) -> dict[str, list[np.ndarray]]:
+    """env -> window traces of the given window files (the first `limit` of them)."""
     files = list(files)[:limit]
-    return {env: [(f, traces.bases[env][traces.offsets[env][f]: traces.offsets[env][f] + WINDOW_TICKS])
+    return {env: [traces.bases[env][traces.offsets[env][f]: traces.offsets[env][f] + WINDOW_TICKS]
                   for f in files] for env in ENVIRONMENTS}
 
 
@@ -247,7 +244,7 @@ def split_grid(split: str, data_dir=None, limit: int | None = None) -> tuple[Gri
     windows: dict[str, list] = {env: [] for env in ENVIRONMENTS}
     for seed in SYNTHETIC_SEEDS[split]:
         for env, wins in windows_of(synthetic(seed), range(SEARCH_WINDOWS)).items():
-            windows[env] += [(seed * SEARCH_WINDOWS + w, t) for w, t in wins]
+            windows[env] += wins
     if limit is not None:
         windows = {env: wins[:limit] for env, wins in windows.items()}
     return build_grid(windows), f"synthetic (seeds {', '.join(map(str, SYNTHETIC_SEEDS[split]))})"
