@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sysevolve.openevolve import UnknownKey, origin_of, translate
 
 
+REDACTED = "<redacted: literal keys are never stored>"  # stands for an API key in a stored config
+
+
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message is one line naming the key."""
 

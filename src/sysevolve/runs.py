@@ -15,12 +15,9 @@ from sysevolve.config import Config, build_config, read_yaml, validate_config
 from sysevolve.engine import Engine, RunStats
 from sysevolve.evaluation.harness import Harness
 from sysevolve.problem import Problem, load_problem
+from sysevolve.config import REDACTED
 from sysevolve.proposals.base import Proposer
-from sysevolve.proposals.ensemble import Ensemble
-from sysevolve.proposals.llm import REDACTED, make_clients, resolve_models
-from sysevolve.proposals.llm_proposer import LLMProposer
 from sysevolve.proposals.mutate import OfflineProposer
-from sysevolve.proposals.prompts import PromptBuilder
 from sysevolve.rundir import DB_NAME, BestProgramFolder, db_path, is_run_dir
 from sysevolve.store import RunLocked, Store
 
@@ -157,6 +154,12 @@ def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: di
 
 def _proposer(problem: Problem, config: Config) -> tuple[Proposer, str]:
     """The LLM ensemble when models are configured (or OPENAI_* is set), else the offline one."""
+    # Imported here: the openai SDK takes about a second to import, and most commands never need it.
+    from sysevolve.proposals.ensemble import Ensemble
+    from sysevolve.proposals.llm import make_clients, resolve_models
+    from sysevolve.proposals.llm_proposer import LLMProposer
+    from sysevolve.proposals.prompts import PromptBuilder
+
     models = resolve_models(config.llm)
     if not models:
         return (OfflineProposer(crossover_rate=config.proposals.crossover_rate),

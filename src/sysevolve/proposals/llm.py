@@ -18,13 +18,12 @@ from typing import Any
 
 import openai
 
-from sysevolve.config import ConfigError, LLMConfig, ModelConfig
+from sysevolve.config import REDACTED, ConfigError, LLMConfig, ModelConfig
 from sysevolve.proposals import pricing
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_MODEL_ENV = "SYSEVOLVE_MODEL"
 DEFAULT_MODEL = "gpt-4o-mini"
-REDACTED = "<redacted: literal keys are never stored>"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
