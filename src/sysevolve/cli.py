@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score one program file exactly as the loop would")
     p.add_argument("problem", help="built-in problem name or problem folder")
     p.add_argument("program", help="program file")
-    p.add_argument("--split", choices=["search", "holdout"], default="search")
+    p.add_argument("--split", default="search", help="a split the problem declares (search, holdout, ...)")
     p.add_argument("--config", type=Path, help="YAML configuration file (evaluation limits)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--data", type=Path, help="folder with real data (layout of shared/data)")
