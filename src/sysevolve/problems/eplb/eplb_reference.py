@@ -10,12 +10,16 @@ any module in its own process cannot slow or change the reference.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import pickle
+import signal
 import struct
 import warnings
 
 _LENGTH = struct.Struct("<Q")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 class ReferenceFailed(RuntimeError):
@@ -39,9 +43,12 @@ def script(fn, streams, sim, layout, repeats: int, warmup, clock):
             placement = None
             for _ in range(repeats):
                 argument = current.copy()
+                gc.disable()
                 start = clock()
                 outputs = sim.materialise(fn(argument, *layout))
-                yield clock() - start
+                took = clock() - start
+                gc.enable()
+                yield took
                 if placement is None:
                     placement = outputs
             upcoming = next(windows)
@@ -54,30 +61,31 @@ class Reference:
     """A forked process serving `replies` (an iterator) one per `next()` call of the parent."""
 
     def __init__(self, replies):
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
+        steady_allocator()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with idle BLAS threads
             pid = os.fork()
         if pid == 0:  # the reference process: never returns
-            os.close(from_parent)
-            os.close(to_parent)
-            _serve(to_child, from_child, replies)
-        os.close(to_child)
-        os.close(from_child)
-        self._pid, self._out, self._in = pid, from_parent, to_parent
+            os.close(parent_writes)
+            os.close(parent_reads)
+            _serve(child_reads, child_writes, replies)
+        os.close(child_reads)
+        os.close(child_writes)
+        self._pid, self._out, self._in = pid, parent_writes, parent_reads
 
     def next(self):
         """The reference's next reply."""
         try:
             os.write(self._out, b".")
             size = _LENGTH.unpack(_read(self._in, _LENGTH.size))[0]
-            reply = pickle.loads(_read(self._in, size))
+            ok, reply = pickle.loads(_read(self._in, size))
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
             raise ReferenceFailed(
                 f"the reference process went away ({type(exc).__name__})") from None
-        if isinstance(reply, _Failure):
-            raise ReferenceFailed(f"the reference process failed: {reply.message}")
+        if not ok:
+            raise ReferenceFailed(f"the reference process failed: {reply}")
         return reply
 
     def close(self) -> None:
@@ -90,7 +98,7 @@ class Reference:
             except OSError:
                 pass
         try:
-            os.kill(self._pid, 9)
+            os.kill(self._pid, signal.SIGKILL)
             os.waitpid(self._pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
@@ -103,14 +111,25 @@ class Reference:
         self.close()
 
 
-class _Failure:
-    def __init__(self, message: str):
-        self.message = message
+def steady_allocator() -> None:
+    """Pins glibc's malloc thresholds (both processes inherit them across the fork).
+
+    By default, whether a multi-megabyte array (a placement's log2phy) gets fresh pages, and so
+    page faults, on every call depends on the process's allocation history, which differs
+    between the two sides: identical programs then timed up to 40% apart.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the largest allowed: arrays from the heap
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)  # and the heap is not handed back
+    except (OSError, AttributeError):  # not glibc: nothing to pin
+        pass
 
 
 def _serve(requests: int, replies_fd: int, replies) -> None:
     """Computes and sends the next reply for each request byte (only then, so the two sides
-    never run at the same time); exits at end of input, of the replies, or after a failure."""
+    never run at the same time) as (True, reply), or (False, message) after a failure; exits at
+    the end of the input, of the replies, or after a failure."""
     replies = iter(replies)
     try:
         while os.read(requests, 1):
@@ -120,9 +139,9 @@ def _serve(requests: int, replies_fd: int, replies) -> None:
                 break
             except BaseException as exc:
                 text = " ".join(str(exc).split())[:300]
-                _write(replies_fd, pickle.dumps(_Failure(f"{type(exc).__name__}: {text}")))
+                _write(replies_fd, pickle.dumps((False, f"{type(exc).__name__}: {text}")))
                 break
-            _write(replies_fd, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+            _write(replies_fd, pickle.dumps((True, reply), protocol=pickle.HIGHEST_PROTOCOL))
     finally:
         os._exit(0)
 

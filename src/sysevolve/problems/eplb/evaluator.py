@@ -71,19 +71,31 @@ class _Side:
 
 
 def evaluate(program_path, split: str = "search", semantics: str = "hardened", data_dir=None,
-             timing_repeats: int = 3, real_holdout: bool = False) -> EvaluationResult:
-    """Scores the program at `program_path` on a split; raises ValueError/RuntimeError if invalid."""
+             timing_repeats: int = 3, real_holdout: bool = False,
+             max_steps: int | None = None) -> EvaluationResult:
+    """Scores the program at `program_path` on a split; raises ValueError/RuntimeError if invalid.
+
+    `max_steps` scores only the first steps of each workload (quick checks; None: all).
+    """
     if semantics not in SEMANTICS:
         raise ValueError(f"unknown semantics {semantics!r} "
                          f"(expected one of {', '.join(SEMANTICS)})")
     if int(timing_repeats) < 1:
         raise ValueError(f"timing_repeats must be at least 1, got {timing_repeats}")
+    if max_steps is not None and int(max_steps) < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     clock = time.perf_counter  # taken before any candidate code runs
     sim, workloads, reference = (_private(name) for name in _SIBLINGS)
     data_file = _data_file(data_dir)
     real = None if data_file is None else workloads.load_real(data_file)
-    streams = workloads.split_streams(split, real, real_holdout)
     layout = sim.Layout()
+    experts = None if real is None else real.shape[2]
+    if experts is not None and (experts % layout.num_groups or experts >= layout.num_replicas):
+        raise ValueError(f"{data_file}: windows of {experts} experts do not fit "
+                         f"{layout.num_groups} groups and {layout.num_replicas} slots")
+    streams = workloads.split_streams(split, real, real_holdout)
+    if max_steps is not None:
+        streams = [s._replace(steps=min(s.steps, int(max_steps))) for s in streams]
     artifacts = {"split": split, "semantics": semantics,
                  "data": "synthetic" if data_file is None else str(data_file),
                  "streams": {s.name: s.steps for s in streams}}
@@ -103,12 +115,13 @@ def evaluate(program_path, split: str = "search", semantics: str = "hardened", d
             del real, streams, replies  # the windows live in the reference process only
             gc.collect()
             module_name = f"_eplb_candidate_{os.getpid()}_{next(_ids)}"
+            threads = threading.active_count()
             try:
                 with _problem_hidden():
                     candidate = _load_program(program_path, module_name)
                     with _silenced():
                         cand, base = _lockstep(candidate, ref, sim, layout, int(timing_repeats),
-                                               clock, warmup)
+                                               clock, warmup, threads)
             finally:
                 sys.modules.pop(module_name, None)
         metrics = _score(cand, base, artifacts, warnings)
@@ -118,10 +131,12 @@ def evaluate(program_path, split: str = "search", semantics: str = "hardened", d
     return EvaluationResult(metrics, artifacts)
 
 
-def _lockstep(fn, ref, sim, layout, repeats: int, clock, warmup) -> tuple[_Side, _Side]:
-    """Runs the candidate step by step, each timed call next to one of the reference's."""
+def _lockstep(fn, ref, sim, layout, repeats: int, clock, warmup,
+              threads: int) -> tuple[_Side, _Side]:
+    """Runs the candidate step by step, each timed call next to one of the reference's;
+    `threads` is the number of threads before the candidate was loaded."""
     cand, base = _Side(), _Side()
-    threads = threading.active_count()
+    _check_threads(threads, "after loading the program")
     _call(fn, warmup, layout, sim, clock, "warm-up call")  # untimed: first-call costs out
     for name, steps in ref.next():
         current = ref.next()
@@ -180,6 +195,8 @@ def _score(cand: _Side, base: _Side, artifacts: dict, warnings: list) -> dict:
 def _call(fn, window, layout, sim, clock, where: str):
     """One timed call on a fresh copy of `window`: (owned int64 outputs, seconds)."""
     argument = window.copy()
+    collecting = gc.isenabled()
+    gc.disable()  # as on the reference's side: no collection of others' garbage in the window
     try:
         start = clock()
         outputs = sim.materialise(fn(argument, *layout))
@@ -187,7 +204,12 @@ def _call(fn, window, layout, sim, clock, where: str):
     except sim.InvalidPlacement as exc:
         raise ValueError(f"{where}: {exc}") from None
     except (Exception, SystemExit) as exc:
-        raise RuntimeError(f"{where}: rebalance_experts raised {_describe(exc)}") from None
+        source = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        raise RuntimeError(
+            f"{where}: rebalance_experts raised {_describe(exc, source)}") from None
+    finally:
+        if collecting:
+            gc.enable()
     return outputs, took
 
 
@@ -215,15 +237,15 @@ def _evaluate_adrs(program_path, streams, sim, layout, clock, artifacts: dict) -
                 windows = stream.windows()
                 current = next(windows)
                 for _ in range(stream.steps):
-                    upcoming = next(windows)
+                    upcoming, argument = next(windows), current.copy()
                     start = clock()
-                    _, log2phy, logcnt = fn(current.copy(), *layout)
+                    _, log2phy, logcnt = fn(argument, *layout)
                     balance.append(sim.adrs_slot_balance(log2phy, logcnt, upcoming,
                                                          layout.num_replicas))
                     seconds.append(clock() - start)
                     current = upcoming
     except (Exception, SystemExit) as exc:  # ADRS scored any failure as 0
-        artifacts["error"] = _describe(exc)
+        artifacts["error"] = _describe(exc, str(program_path))
         return zero
     finally:
         sys.modules.pop(module_name, None)
@@ -252,7 +274,7 @@ def _load_program(program_path, module_name: str):
     try:
         module = _load_module(program_path, module_name)
     except (Exception, SystemExit) as exc:  # any failure to load is the candidate's
-        raise RuntimeError(f"cannot load program: {_describe(exc)}") from None
+        raise RuntimeError(f"cannot load program: {_describe(exc, str(program_path))}") from None
     fn = getattr(module, "rebalance_experts", None)
     if not callable(fn):
         raise ValueError("program does not define rebalance_experts(weight, num_replicas, "
@@ -320,9 +342,9 @@ def _silenced():
         devnull.close()
 
 
-def _describe(exc: BaseException) -> str:
-    """`Type: message` and the program's line; long or number-heavy messages are cut or withheld
-    so that no workload data can come back as feedback (spec 7.6)."""
+def _describe(exc: BaseException, source: str | None) -> str:
+    """`Type: message` and the line of `source` (the program's file) where it was raised; long or
+    number-heavy messages are cut or withheld so that no workload data comes back (spec 7.6)."""
     try:
         text = " ".join(str(exc).split())
     except Exception:
@@ -333,10 +355,9 @@ def _describe(exc: BaseException) -> str:
     elif len(text) > MESSAGE_CHARS:
         text = text[:MESSAGE_CHARS] + "..."
     where = ""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if Path(f.filename).name not in {"evaluator.py", "eplb_sim.py"}]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == source]
     if frames:
-        where = f" (at {Path(frames[-1].filename).name} line {frames[-1].lineno})"
+        where = f" (at {Path(source).name} line {frames[-1].lineno})"
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__) + where
 
 
