@@ -205,8 +205,9 @@ def test_literal_key_is_used_but_never_stored(tmp_path, fake, toy_problem, monke
     assert SECRET.encode() not in (out / "run.db").read_bytes()
     with pytest.raises(ConfigError, match="never stored"):
         resume_loop(out, iterations=3)
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    resume_loop(out, iterations=3)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-personal")
+    with pytest.raises(ConfigError, match="never stored"):
+        resume_loop(out, iterations=3)  # OpenAI's key is never sent to another endpoint
 
 
 def test_openevolve_example_runs_against_the_fake_server(tmp_path, fake, monkeypatch):
@@ -264,3 +265,59 @@ def test_a_failing_model_is_set_aside_and_the_others_carry_on(tmp_path, fake, to
     assert by_model["broken"] <= 3  # benched after 2 failures in a row (one more may be in flight)
     assert by_model["fine"] >= 17
     assert info(out)["iterations"] == 20
+
+
+def test_ucb_does_not_send_every_concurrent_proposal_to_one_model(tmp_path, fake, toy_problem):
+    out = tmp_path / "run"
+    run_loop(toy_problem, out, llm=llm(fake, "m1", "m2", selection="ucb"), run={"iterations": 6},
+             proposals={"concurrency": 6}, evaluation={"workers": 1})
+    first = [c["model"] for c in calls(out)]
+    assert set(first) == {"m1", "m2"}
+    assert max(Counter(first).values()) <= 4
+
+
+def test_slow_evaluations_are_not_an_outage(tmp_path, fake, toy_problem):
+    folder = tmp_path / "slow"
+    shutil.copytree(toy_problem, folder)
+    evaluator = (folder / "evaluator.py").read_text()
+    (folder / "evaluator.py").write_text(evaluator.replace("    x = float", "    import time; time.sleep(0.8)\n    x = float"))
+    out = tmp_path / "run"
+    _, reason = run_loop(folder, out, llm=llm(fake, max_outage_s=0.5), run={"iterations": 3},
+                         proposals={"concurrency": 1}, evaluation={"workers": 1})
+    assert "budget" in reason
+
+
+def test_calls_of_a_cancelled_proposal_are_stored(tmp_path, fake, toy_problem):
+    fake.set_latency(1.0)
+    fake.behaviour("fake-model", "bad_search")  # the first answer is rejected: a repair turn follows
+    out = tmp_path / "run"
+    _, reason = run_loop(toy_problem, out, llm=llm(fake), run={"iterations": 1, "max_wall_s": 1.6},
+                         proposals={"concurrency": 1})
+    assert "wall-clock" in reason
+    stored = calls(out)
+    assert [c["outcome"] for c in stored] == ["edit_rejected"]  # the repair call was cut off
+    store = Store(out / "run.db")
+    try:
+        (program,) = [p for p in store.programs() if p.iteration == 1]
+    finally:
+        store.close()
+    assert program.status == "proposal_failed" and "cancelled" in program.failure
+
+
+def test_cost_budget_needs_prices(tmp_path, fake, toy_problem):
+    section = llm(fake, "unpriced-model")
+    del section["models"][0]["price_in"], section["models"][0]["price_out"]
+    with pytest.raises(ConfigError, match="needs a price"):
+        create_run(toy_problem, out_dir=tmp_path / "run",
+                   overrides={"llm": section, "budget": {"max_cost_usd": 1.0}})
+    assert not (tmp_path / "run").exists()  # nothing half-made is left behind
+
+
+def test_broken_template_override_fails_at_start(tmp_path, fake, toy_problem):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "user.j2").write_text("{{ parnt.code }}\n")
+    with pytest.raises(ConfigError, match="parnt"):
+        create_run(toy_problem, out_dir=tmp_path / "run",
+                   overrides={"llm": llm(fake), "prompt": {"template_dir": str(templates)}})
+    assert not (tmp_path / "run").exists()

@@ -26,7 +26,8 @@ from sysevolve.config import Config
 from sysevolve.evaluation.harness import Harness
 from sysevolve.evaluation.sandbox import EvaluationOutcome
 from sysevolve.program import Program
-from sysevolve.proposals.base import Proposal, ProposalRequest, Proposer, ProposerUnavailable
+from sysevolve.proposals.base import (Proposal, ProposalCancelled, ProposalRequest, Proposer,
+                                     ProposerUnavailable)
 from sysevolve.proposals.edits import EditError, make_child
 from sysevolve.rundir import BestProgramFolder
 from sysevolve.store import Evaluation, Store
@@ -318,8 +319,11 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # Cancelled proposals were never stored: they do not count against the budget.
-        self.stats.iterations -= len(self._proposals)
+        for task, launch in self._proposals.items():
+            if task.cancelled():
+                self.stats.iterations -= 1  # nothing was proposed or paid for: no iteration spent
+            else:
+                self._finish_proposal(task, launch)  # done just in time, or paid calls to store
         self._proposals.clear()
         self._evaluations.clear()  # their programs stay "pending" and are evaluated on resume
 
@@ -327,6 +331,9 @@ class Engine:
 def _proposal_result(task: asyncio.Task, proposer_name: str) -> Proposal:
     """The task's proposal; a proposer that raised counts as a failed proposal, not a crash."""
     exc = task.exception()
+    if isinstance(exc, ProposalCancelled):
+        return Proposal(text="", format="rewrite", proposer=exc.proposer, calls=exc.calls,
+                        failure="cancelled: the run stopped during this proposal")
     if exc is not None:
         reason = f"proposer raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return Proposal(text="", format="rewrite", proposer=proposer_name, failure=reason)

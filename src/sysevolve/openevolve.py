@@ -39,7 +39,7 @@ _MOVES = {
 _UNUSED_TOP = {
     "checkpoint_interval", "log_level", "log_dir", "language", "file_suffix", "evolution_trace",
     "max_code_length", "convergence_threshold", "early_stopping_metric",
-    "max_tasks_per_child", "allow_full_rewrites",
+    "max_tasks_per_child", "allow_full_rewrites", "diff_pattern",
 }
 # Every key OpenEvolve's database and evaluator sections accept; anything else is a typo.
 _SECTION_KEYS = {
@@ -157,7 +157,9 @@ def _translate_prompt(value: dict, native: dict, unused: list[str]) -> dict:
         if dotted in _MOVES:
             _set(native, _MOVES[dotted], sub_value)
         elif sub == "max_artifact_bytes":
-            kept["max_artifact_chars"] = sub_value
+            kept.setdefault("max_artifact_chars", sub_value)
+        elif sub == "include_artifacts" and sub_value is False:
+            kept["max_artifact_chars"] = 0
         elif sub in _UNUSED_PROMPT:
             unused.append(dotted)
         else:
@@ -170,7 +172,8 @@ _UNUSED_MODEL = {"retries", "retry_delay", "random_seed", "system_message", "pro
                  "init_client", "manual_mode", "max_budget_usd", "max_ai_credits",
                  "allow_all_tools"}
 _UNUSED_LLM = {"evaluator_models", "random_seed", "manual_mode", "provider", "init_client",
-               "system_message", "max_budget_usd", "max_ai_credits", "allow_all_tools"}
+               "system_message", "max_budget_usd", "max_ai_credits", "allow_all_tools",
+               "name", "weight"}
 
 
 def _translate_model(model: Any, where: str, unused: list[str]) -> Any:

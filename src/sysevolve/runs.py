@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sysevolve import __version__
 from sysevolve.archive import Archive
-from sysevolve.config import Config, build_config, read_yaml, validate_config
+from sysevolve.config import Config, ConfigError, build_config, read_yaml, validate_config
 from sysevolve.engine import Engine, RunStats
 from sysevolve.evaluation.harness import Harness
 from sysevolve.problem import Problem, load_problem
@@ -75,6 +75,7 @@ def create_run(
     problem = load_problem(problem_spec)
     config, ignored = resolve_config(problem, config_file, overrides)
     env = evaluation_env(data_dir)
+    proposer, note = _proposer(problem, config)  # before anything is written: it checks keys and templates
     run_dir = Path(out_dir) if out_dir else default_run_dir(problem.name)
     if is_run_dir(run_dir):
         raise RunError(f"{run_dir} already holds a run; continue it with `sysevolve resume {run_dir}`")
@@ -87,7 +88,7 @@ def create_run(
     store.set_meta("random", {"seed": config.seed, "per_iteration": "random.Random(f'{seed}:{iteration}')"})
     store.add_event("created", ignored_keys=ignored)
     notes = [f"config keys with no effect in sysevolve: {', '.join(ignored)}"] if ignored else []
-    return _open(run_dir, problem, config, store, env, notes)
+    return _open(run_dir, problem, config, store, env, notes + [note], proposer)
 
 
 def open_run(run_dir: Path, *, iterations: int | None = None) -> Run:
@@ -107,8 +108,13 @@ def open_run(run_dir: Path, *, iterations: int | None = None) -> Run:
         raise
     store.set_meta("config", stored_config(config))
     env = store.get_meta("evaluation_env", {})
+    try:
+        proposer, note = _proposer(problem, config)
+    except Exception:
+        store.close()
+        raise
     store.add_event("resumed", iterations_done=store.iterations_done())
-    return _open(run_dir, problem, config, store, env, [])
+    return _open(run_dir, problem, config, store, env, [note], proposer)
 
 
 def remove_run(run_dir: Path) -> None:
@@ -138,9 +144,7 @@ def evaluation_env(data_dir: Path | None) -> dict[str, str]:
 
 
 def _open(run_dir: Path, problem: Problem, config: Config, store: Store, env: dict,
-          notes: list[str]) -> Run:
-    proposer, note = _proposer(problem, config)
-    notes.append(note)
+          notes: list[str], proposer: Proposer) -> Run:
     engine = Engine(
         config=config,
         store=store,
@@ -161,6 +165,10 @@ def _proposer(problem: Problem, config: Config) -> tuple[Proposer, str]:
     from sysevolve.proposals.prompts import PromptBuilder
 
     models = resolve_models(config.llm)
+    unpriced = [m.name for m in models if m.price_in is None or m.price_out is None]
+    if unpriced and config.budget.max_cost_usd is not None:
+        raise ConfigError(f"budget.max_cost_usd needs a price for every model; none is known for "
+                          f"{', '.join(unpriced)} (set price_in and price_out, USD per million tokens)")
     if not models:
         return (OfflineProposer(crossover_rate=config.proposals.crossover_rate),
                 "no LLM configured (llm.models, or OPENAI_API_KEY / OPENAI_BASE_URL): "
@@ -169,11 +177,11 @@ def _proposer(problem: Problem, config: Config) -> tuple[Proposer, str]:
     ensemble = Ensemble(models, llm.selection, llm.set_aside_after, llm.set_aside_s)
     prompts = PromptBuilder(problem.description, problem.metric, problem.direction, config.prompt,
                             problem.root)
+    prompts.check()
     proposer = LLMProposer(ensemble, make_clients(models, llm), prompts, config.proposals.mode,
                            config.proposals.rewrite_fraction, config.proposals.repair,
                            llm.max_outage_s)
     names = ", ".join(f"{m.name} (weight {m.weight:g}, {m.api_base})" for m in models)
-    unpriced = [m.name for m in models if m.price_in is None or m.price_out is None]
     note = f"LLM ensemble, {llm.selection} selection: {names}"
     if unpriced:
         note += f"; no price known for {', '.join(unpriced)}: their cost counts as 0 (set price_in/price_out)"

@@ -67,6 +67,16 @@ class Proposal:
     calls: tuple[LLMCall, ...] = ()  # model calls made for this proposal, in order
 
 
+class ProposalCancelled(Exception):
+    """A proposal cancelled (the run is stopping) after some model calls were made: they are
+    paid for, so the engine stores them."""
+
+    def __init__(self, proposer: str, calls: tuple[LLMCall, ...]):
+        super().__init__(f"cancelled after {len(calls)} model call(s)")
+        self.proposer = proposer
+        self.calls = calls
+
+
 class ProposerUnavailable(RuntimeError):
     """The proposer cannot propose at all any more (e.g. every model is down); stop the run."""
 

@@ -4,7 +4,7 @@
 model yields improvements per dollar: each model's index is its smoothed improvement rate,
 divided by its cost per call relative to the cheapest model's, plus an exploration bonus.
 Its state is a pure function of the observed outcomes, so it is rebuilt on resume by replaying
-the stored programs; `state()` shows it.
+the stored programs through `observe`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from sysevolve.proposals.llm import Model
 class _Record:
     """What the ensemble knows about one model."""
 
-    pulls: int = 0
+    pulls: int = 0  # proposals whose outcome is known
+    in_flight: int = 0  # proposals chosen but not yet settled (so UCB does not herd)
     improvements: int = 0
     cost_usd: float = 0.0
     consecutive_failures: int = 0
@@ -39,14 +40,13 @@ class Ensemble:
     set_aside_after: int = 3
     set_aside_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    records: dict[str, _Record] = field(default_factory=dict)
+    records: dict[str, _Record] = field(init=False)
+    failing_since: float | None = field(init=False, default=None)  # first failure after a success
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ValueError("an ensemble needs at least one model")
         self.records = {m.name: _Record() for m in self.models}
-        self.started = self.clock()
-        self.last_success = self.started
 
     # --- choosing ---------------------------------------------------------------------------
     def available(self) -> list[Model]:
@@ -63,25 +63,35 @@ class Ensemble:
         if not candidates:
             return None
         if self.selection == "ucb":
-            return self._ucb(candidates)
-        weights = [m.weight for m in candidates]
-        if sum(weights) <= 0:
-            weights = [1.0] * len(candidates)
-        return rng.choices(candidates, weights=weights)[0]
+            model = self._ucb(candidates)
+        else:
+            weights = [m.weight for m in candidates]
+            if sum(weights) <= 0:
+                weights = [1.0] * len(candidates)
+            model = rng.choices(candidates, weights=weights)[0]
+        self.records[model.name].in_flight += 1
+        return model
 
     def _ucb(self, candidates: list[Model]) -> Model:
+        """Highest index; a proposal in flight counts as a pull with no improvement yet."""
+        def tried(model: Model) -> int:
+            r = self.records[model.name]
+            return r.pulls + r.in_flight
+
         for model in candidates:  # every model once, in config order
-            if self.records[model.name].pulls == 0:
+            if tried(model) == 0:
                 return model
-        total = sum(self.records[m.name].pulls for m in candidates)
-        per_call = {m.name: self.records[m.name].cost_usd / self.records[m.name].pulls for m in candidates}
+        total = sum(tried(m) for m in candidates)
+        per_call = {m.name: self.records[m.name].cost_usd / max(self.records[m.name].pulls, 1)
+                    for m in candidates}
         cheapest = min((c for c in per_call.values() if c > 0), default=0.0)
 
         def index(model: Model) -> float:
             r = self.records[model.name]
-            rate = (r.improvements + 1) / (r.pulls + 2)
-            relative_cost = per_call[model.name] / cheapest if cheapest > 0 and per_call[model.name] > 0 else 1.0
-            return rate / relative_cost + math.sqrt(2 * math.log(total) / r.pulls)
+            rate = (r.improvements + 1) / (tried(model) + 2)
+            cost = per_call[model.name]
+            relative_cost = cost / cheapest if cheapest > 0 and cost > 0 else 1.0
+            return rate / relative_cost + math.sqrt(2 * math.log(total) / tried(model))
 
         return max(candidates, key=index)
 
@@ -93,8 +103,10 @@ class Ensemble:
             return
         if ok:
             record.consecutive_failures = 0
-            self.last_success = self.clock()
+            self.failing_since = None
             return
+        if self.failing_since is None:
+            self.failing_since = self.clock()
         record.consecutive_failures += 1
         record.last_error = error
         if record.consecutive_failures >= self.set_aside_after:
@@ -108,19 +120,13 @@ class Ensemble:
         if record is None:
             return  # a model no longer in the config (resumed with another ensemble)
         record.pulls += 1
+        record.in_flight = max(0, record.in_flight - 1)  # 0 when replayed on resume
         record.improvements += int(improved)
         record.cost_usd += cost_usd
 
     def outage_s(self) -> float:
-        """Seconds since any model last answered (or since start)."""
-        return self.clock() - self.last_success
+        """Seconds every call has been failing (since the first failure after a success)."""
+        return 0.0 if self.failing_since is None else self.clock() - self.failing_since
 
     def last_errors(self) -> str:
         return "; ".join(f"{name}: {r.last_error}" for name, r in self.records.items() if r.last_error)
-
-    def state(self) -> dict:
-        return {
-            name: {"pulls": r.pulls, "improvements": r.improvements, "cost_usd": r.cost_usd,
-                   "consecutive_failures": r.consecutive_failures}
-            for name, r in self.records.items()
-        }

@@ -10,9 +10,11 @@ can be counted.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import os
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,24 +96,40 @@ def configured_models(settings: LLMConfig, environ: dict[str, str] | None = None
     return []
 
 
+def _api_key(model: ModelConfig, settings: LLMConfig, configured_base: str | None, where: str,
+             environ: dict[str, str]) -> str:
+    """The key for one model: its own, else the section's, else OPENAI_API_KEY (as the openai
+    SDK and OpenEvolve do). A literal key that was not stored is never replaced by
+    OPENAI_API_KEY for another provider's endpoint."""
+    for key in (model.api_key, settings.api_key):
+        if key == REDACTED:
+            if configured_base is None and environ.get("OPENAI_API_KEY"):
+                return environ["OPENAI_API_KEY"]
+            raise ConfigError(f"{where}: its api_key was written literally in the config, and literal "
+                              "keys are never stored; reference an environment variable as ${VAR} instead")
+        if key:
+            return expand_secret(key, where, environ)
+    return environ.get("OPENAI_API_KEY", "")
+
+
 def resolve_models(settings: LLMConfig, environ: dict[str, str] | None = None) -> list[Model]:
     """Every configured model with the section's defaults and the environment applied."""
     environ = dict(os.environ if environ is None else environ)
+    configs = configured_models(settings, environ)
+    names = [m.name for m in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"llm.models: model names must be unique, got {names}")
     models = []
-    for index, m in enumerate(configured_models(settings, environ)):
+    for index, m in enumerate(configs):
         where = f"llm.models[{index}] ({m.name})"
-        keys = [k for k in (m.api_key, settings.api_key) if k and k != REDACTED]
-        if not keys and REDACTED in (m.api_key, settings.api_key) and "OPENAI_API_KEY" not in environ:
-            raise ConfigError(f"{where}: its api_key was written literally in the config and literal keys "
-                              "are never stored; set OPENAI_API_KEY, or reference a variable as ${VAR}")
-        raw_key = (keys or [environ.get("OPENAI_API_KEY") or ""])[0]
+        configured_base = m.api_base or settings.api_base
         known = pricing.lookup(m.name) or (None, None)
         models.append(Model(
             name=m.name,
             weight=m.weight,
-            api_base=m.api_base or settings.api_base or environ.get("OPENAI_BASE_URL") or DEFAULT_API_BASE,
+            api_base=configured_base or environ.get("OPENAI_BASE_URL") or DEFAULT_API_BASE,
             # Local servers need no key, but the SDK insists on one.
-            api_key=expand_secret(raw_key, where, environ) or "no-key",
+            api_key=_api_key(m, settings, configured_base, where, environ) or "no-key",
             temperature=m.temperature if m.temperature is not None else settings.temperature,
             top_p=m.top_p if m.top_p is not None else settings.top_p,
             max_tokens=m.max_tokens or settings.max_tokens,
@@ -123,12 +141,30 @@ def resolve_models(settings: LLMConfig, environ: dict[str, str] | None = None) -
     return models
 
 
+def one_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for stored failure reasons."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _retry_after(error: openai.APIStatusError) -> float | None:
-    value = error.response.headers.get("retry-after") if error.response is not None else None
+    """Seconds the server asks us to wait: retry-after-ms, retry-after seconds or HTTP date."""
+    if error.response is None:
+        return None
+    headers = error.response.headers
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
+        if headers.get("retry-after-ms") is not None:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def _classify(error: Exception) -> tuple[str, bool]:
@@ -170,33 +206,44 @@ class ModelClient:
         self._jitter = jitter or random.Random()  # jitter delays retries; it touches no result
 
     async def complete(self, messages: list[dict]) -> Completion:
-        """The model's answer to `messages`, or CallFailed once retries or the deadline run out."""
-        attempts = [0]
-        try:
-            return await asyncio.wait_for(self._with_retries(messages, attempts),
-                                          self.settings.call_deadline_s)
-        except asyncio.TimeoutError:
-            raise CallFailed("deadline", f"no answer within the {self.settings.call_deadline_s:g} s "
-                             "deadline per call", attempts[0]) from None
+        """The model's answer to `messages`, or CallFailed once retries or the deadline run out.
 
-    async def _with_retries(self, messages: list[dict], attempts: list[int]) -> Completion:
+        A call that hits the deadline is counted under the cause of its last failed attempt
+        (or "deadline" when the first attempt was still waiting).
+        """
+        progress = {"attempts": 0, "cause": "deadline", "error": ""}
+        deadline = self.settings.call_deadline_s
+        try:
+            return await asyncio.wait_for(self._with_retries(messages, progress, deadline), deadline)
+        except asyncio.TimeoutError:
+            last = f" (last failure: {progress['error']})" if progress["error"] else ""
+            raise CallFailed(progress["cause"], f"no answer within the {deadline:g} s deadline per "
+                             f"call{last}", progress["attempts"]) from None
+
+    async def _with_retries(self, messages: list[dict], progress: dict, deadline: float) -> Completion:
         s = self.settings
+        started = asyncio.get_running_loop().time()
         while True:
-            attempts[0] += 1
+            progress["attempts"] += 1
+            attempts = progress["attempts"]
             try:
                 response = await self._request(messages)
             except Exception as error:  # noqa: BLE001 - every failure is classified and counted
                 cause, retry = _classify(error)
-                message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                if not retry or attempts[0] > s.retries:
-                    raise CallFailed(cause, message, attempts[0]) from None
-                delay = min(s.retry_max_s, s.retry_base_s * 2 ** (attempts[0] - 1))
+                message = one_line(error)
+                progress.update(cause=cause, error=message)
+                if not retry or attempts > s.retries:
+                    raise CallFailed(cause, message, attempts) from None
+                delay = min(s.retry_max_s, s.retry_base_s * 2 ** (attempts - 1))
                 delay *= 0.5 + self._jitter.random()  # spread retries of concurrent callers
                 if isinstance(error, openai.APIStatusError):
                     delay = max(delay, _retry_after(error) or 0.0)
+                if asyncio.get_running_loop().time() - started + delay >= deadline:
+                    raise CallFailed(cause, f"{message} (retry in {delay:.1f} s would pass the "
+                                     f"{deadline:g} s deadline)", attempts) from None
                 await asyncio.sleep(delay)
                 continue
-            return _answer(response, attempts[0])
+            return _answer(response, attempts)
 
     async def _request(self, messages: list[dict]):
         m = self.model

@@ -16,7 +16,8 @@ import time
 from dataclasses import replace
 
 from sysevolve.program import Program
-from sysevolve.proposals.base import LLMCall, Proposal, ProposalRequest, ProposerUnavailable
+from sysevolve.proposals.base import (LLMCall, Proposal, ProposalCancelled, ProposalRequest,
+                                     ProposerUnavailable)
 from sysevolve.proposals.edits import EditError, make_child, parse_blocks
 from sysevolve.proposals.ensemble import Ensemble
 from sysevolve.proposals.llm import CallFailed, ModelClient
@@ -73,25 +74,28 @@ class LLMProposer:
         rng = random.Random(request.seed)
         mode = self._edit_format(rng)
         client = await self._client(rng)
+        calls: list[LLMCall] = []
+        try:
+            return await self._converse(request, mode, client, calls)
+        except asyncio.CancelledError:
+            if calls:  # the run is stopping: the calls already made are still paid for
+                raise ProposalCancelled(PROPOSER_PREFIX + client.model.name, tuple(calls)) from None
+            raise
+
+    async def _converse(self, request: ProposalRequest, mode: str, client: ModelClient,
+                        calls: list[LLMCall]) -> Proposal:
+        """Ask for an edit, and once more (if `repair`) when it does not apply."""
         proposer = PROPOSER_PREFIX + client.model.name
         messages = self.prompts.messages(request, mode)
-        answer, call = await self._ask(client, messages)
-        calls = [call]
-        if answer is None:
-            return Proposal("", mode, proposer, failure=f"{call.outcome}: {call.error}", calls=tuple(calls))
-        edit = extract_edit(answer, mode)
-        if edit is None:
-            calls[-1] = _with_outcome(call, "no_edit", "the answer holds no SEARCH/REPLACE block or program")
-            return Proposal("", mode, proposer, failure="no_edit: the answer holds no edit", calls=tuple(calls))
-        error = _apply_error(request.parent, edit)
-        if error and self.repair:
-            calls[-1] = _with_outcome(call, "edit_rejected", error)
-            retry_messages = self.prompts.repair(messages, answer, error, mode)
-            second, call = await self._ask(client, retry_messages)
-            calls.append(call)
-            repaired = extract_edit(second, mode) if second is not None else None
-            if repaired is not None:
+        answer, edit = await self._ask(client, messages, mode, request.parent, calls)
+        if calls[-1].outcome == "edit_rejected" and self.repair:
+            retry = self.prompts.repair(messages, answer, calls[-1].error or "", mode)
+            second, repaired = await self._ask(client, retry, mode, request.parent, calls)
+            if repaired is not None:  # applied or not, the engine judges the latest edit
                 answer, edit = second, repaired
+        if edit is None:
+            last = calls[-1]
+            return Proposal("", mode, proposer, failure=f"{last.outcome}: {last.error}", calls=tuple(calls))
         return Proposal(edit[0], edit[1], proposer, summary=summary_of(answer), calls=tuple(calls))
 
     async def aclose(self) -> None:
@@ -127,29 +131,46 @@ class LLMProposer:
             wait = self.ensemble.seconds_until_available()
             await asyncio.sleep(max(0.01, min(wait, self.max_outage_s - self.ensemble.outage_s())))
 
-    async def _ask(self, client: ModelClient, messages: list[dict]) -> tuple[str | None, LLMCall]:
+    async def _ask(self, client: ModelClient, messages: list[dict], mode: str, parent: Program,
+                   calls: list[LLMCall]) -> tuple[str, tuple[str, str] | None]:
+        """Call the model; append the call, its outcome judged, to `calls`.
+
+        Returns the answer text and the edit in it (None when the call failed or the answer
+        holds no edit); the call's outcome says whether the edit applies to `parent`. A
+        call whose answer holds no edit counts as a failure of the model (it may be benched);
+        an edit that does not apply is the model's mistake but not an outage.
+        """
         model = client.model
         started = time.monotonic()
         try:
             completion = await client.complete(messages)
         except CallFailed as failed:
             self.ensemble.call_finished(model.name, ok=False, error=f"{failed.cause}: {failed}")
-            call = LLMCall(
+            calls.append(LLMCall(
                 model=model.name, messages=tuple(messages), response=failed.response,
                 input_tokens=failed.input_tokens, output_tokens=failed.output_tokens,
                 cost_usd=model.cost(failed.input_tokens, failed.output_tokens),
                 latency_s=time.monotonic() - started, outcome=failed.cause, error=str(failed),
                 attempts=failed.attempts,
-            )
-            return None, call
-        self.ensemble.call_finished(model.name, ok=True)
+            ))
+            return "", None
         call = LLMCall(
             model=model.name, messages=tuple(messages), response=completion.text,
             input_tokens=completion.input_tokens, output_tokens=completion.output_tokens,
             cost_usd=model.cost(completion.input_tokens, completion.output_tokens),
             latency_s=time.monotonic() - started, outcome="ok", attempts=completion.attempts,
         )
-        return completion.text, call
+        edit = extract_edit(completion.text, mode)
+        if edit is None:
+            call = replace(call, outcome="no_edit", error="the answer holds no SEARCH/REPLACE block or program")
+            self.ensemble.call_finished(model.name, ok=False, error="no_edit")
+        else:
+            self.ensemble.call_finished(model.name, ok=True)
+            error = _apply_error(parent, edit)
+            if error is not None:
+                call = replace(call, outcome="edit_rejected", error=error)
+        calls.append(call)
+        return completion.text, edit
 
 
 def _apply_error(parent: Program, edit: tuple[str, str]) -> str | None:
@@ -160,5 +181,3 @@ def _apply_error(parent: Program, edit: tuple[str, str]) -> str | None:
     return None
 
 
-def _with_outcome(call: LLMCall, outcome: str, error: str) -> LLMCall:
-    return replace(call, outcome=outcome, error=error)

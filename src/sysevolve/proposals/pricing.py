@@ -7,6 +7,8 @@ matters, and set them in the config for any model not listed here.
 
 from __future__ import annotations
 
+import re
+
 # name -> (USD per million input tokens, USD per million output tokens)
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-5": (1.25, 10.0),
@@ -32,14 +34,14 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
+_VERSION_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
+
+
 def lookup(name: str) -> tuple[float, float] | None:
-    """Prices for `name`, tolerating provider prefixes ("openai/gpt-4o") and dated suffixes."""
-    base = name.rsplit("/", 1)[-1].lower()
-    if base in PRICES:
-        return PRICES[base]
-    # Longest known name that prefixes this one: "gpt-4o-mini-2024-07-18" -> "gpt-4o-mini".
-    matches = [known for known in PRICES if base.startswith(known + "-")]
-    return PRICES[max(matches, key=len)] if matches else None
+    """Prices for `name`, tolerating a provider prefix ("openai/gpt-4o") and a date or
+    "-latest" suffix ("gpt-4o-mini-2024-07-18"); "o3-pro" is not "o3" and stays unknown."""
+    base = _VERSION_SUFFIX.sub("", name.rsplit("/", 1)[-1].lower())
+    return PRICES.get(base)
 
 
 def cost_usd(input_tokens: int, output_tokens: int, price_in: float, price_out: float) -> float:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from sysevolve.config import PromptConfig
+from sysevolve.config import ConfigError, PromptConfig
 from sysevolve.program import Program
 from sysevolve.proposals.base import ProposalRequest
 from sysevolve.proposals.edits import SEARCH_LINE
@@ -33,7 +33,7 @@ INLINE_CHARS = 120  # shorter one-line artifacts are listed inline instead of in
 SEARCH_STAND_IN = "(SEARCH marker)"
 
 
-class PromptError(ValueError):
+class PromptError(ConfigError):
     """A template is missing or broken; the message names the template and line."""
 
 
@@ -76,6 +76,19 @@ class PromptBuilder:
         if problem_dir is not None and (Path(problem_dir) / "templates").is_dir():
             dirs.append(Path(problem_dir) / "templates")
         return dirs + [PACKAGE_TEMPLATES]
+
+    def check(self) -> None:
+        """Render every template once with a sample request, so that a broken override fails
+        when the run starts (as a PromptError), not on every proposal."""
+        parent = Program(id=1, code="# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n",
+                         status="ok", score=1.0, metrics={self.metric: 1.0},
+                         artifacts={"stderr": "warning"})
+        child = Program(id=2, code=parent.code.replace("1", "2"), parent_id=1, iteration=1,
+                        status="failed", failure="evaluator raised ValueError: sample")
+        request = ProposalRequest(parent, (child,), 1, 0, recent=(child,))
+        for mode in ("diff", "rewrite"):
+            messages = self.messages(request, mode)
+            self.repair(messages, "answer", "SEARCH block 1 matches nothing", mode)
 
     def messages(self, request: ProposalRequest, mode: Mode) -> list[dict]:
         """The system and user messages asking for one edit of `request.parent`."""
