@@ -160,16 +160,27 @@ def test_model_weights_are_respected(tmp_path, fake, toy_problem):
 
 
 def test_bandit_shifts_to_the_improving_model_and_survives_resume(tmp_path, fake, toy_problem):
+    from sysevolve.runs import open_run
+
     fake.behaviour("useless", "noop")
     section = llm(fake, "useless", "useful", selection="ucb")
     out = tmp_path / "run"
-    run_loop(toy_problem, out, llm=section, run={"iterations": 40}, proposals={"repair": False})
+    live, _ = run_loop(toy_problem, out, llm=section, run={"iterations": 40}, proposals={"repair": False})
     share = Counter(c["model"] for c in calls(out))
     assert share["useful"] > 2 * share["useless"]
-    before = share["useless"]
+
+    def learned(ensemble):
+        return {name: (r.pulls, r.improvements, round(r.cost_usd, 12)) for name, r in ensemble.records.items()}
+
+    reopened = open_run(out)
+    try:
+        reopened.engine._rebuild()
+        assert learned(reopened.engine.proposer.ensemble) == learned(live.engine.proposer.ensemble)
+    finally:
+        reopened.close()
     resume_loop(out, iterations=60)
     after = Counter(c["model"] for c in calls(out))
-    assert after["useful"] - share["useful"] > 2 * (after["useless"] - before)
+    assert after["useful"] > 2 * after["useless"]
 
 
 def test_api_key_never_stored_or_given_to_candidates(tmp_path, fake, toy_problem, monkeypatch):
