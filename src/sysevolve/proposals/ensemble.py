@@ -18,6 +18,12 @@ from typing import Callable
 from sysevolve.proposals.llm import Model
 
 
+# Scale of UCB's exploration bonus. Improvement rates of LLM edits are small (a few percent to
+# a few tens of percent), so the textbook bonus sqrt(2 ln N / n) would keep a useless model in
+# play for hundreds of proposals; this scale lets the rates decide after a few dozen.
+UCB_EXPLORATION = 0.5
+
+
 @dataclass
 class _Record:
     """What the ensemble knows about one model."""
@@ -91,7 +97,7 @@ class Ensemble:
             rate = (r.improvements + 1) / (tried(model) + 2)
             cost = per_call[model.name]
             relative_cost = cost / cheapest if cheapest > 0 and cost > 0 else 1.0
-            return rate / relative_cost + math.sqrt(2 * math.log(total) / tried(model))
+            return rate / relative_cost + UCB_EXPLORATION * math.sqrt(math.log(total) / tried(model))
 
         return max(candidates, key=index)
 
