@@ -111,3 +111,27 @@ def test_evaluator_kwargs_reach_the_evaluator(tmp_path):
     assert asyncio.run(Harness(problem, config.evaluation).evaluate("x = 1\n")).score == 3.0
     default, _ = build_config([])
     assert asyncio.run(Harness(problem, default.evaluation).evaluate("x = 1\n")).score == 2.0
+
+
+def test_openevolve_llm_section_translates():
+    config, ignored = build_config([("config.yaml", {
+        "llm": {
+            "api_base": "http://127.0.0.1:9/v1", "api_key": "${SOME_KEY}", "temperature": 0.5,
+            "top_p": 0.9, "max_tokens": 2048, "timeout": 30, "retries": 2, "retry_delay": 3,
+            "models": [{"name": "a", "weight": 0.7, "reasoning_effort": "high"},
+                       {"name": "b", "weight": 0.3, "api_base": "http://127.0.0.1:8/v1",
+                        "api_key": "${OTHER}", "random_seed": 1}],
+            "evaluator_models": [{"name": "judge"}],
+        },
+        "prompt": {"system_message": "be brief", "num_top_programs": 4, "include_artifacts": False},
+        "diff_based_evolution": False,
+    })])
+    llm = config.llm
+    assert [m.name for m in llm.models] == ["a", "b"] and llm.models[0].weight == 0.7
+    assert llm.models[0].extra_body == {"reasoning_effort": "high"}
+    assert (llm.api_base, llm.api_key, llm.retries, llm.retry_base_s) == ("http://127.0.0.1:9/v1", "${SOME_KEY}", 2, 3)
+    assert llm.models[1].api_base == "http://127.0.0.1:8/v1"
+    assert config.prompt.system_message == "be brief" and config.prompt.max_artifact_chars == 0
+    assert config.selection.num_top_inspirations == 4
+    assert config.proposals.mode == "rewrite"
+    assert "llm.evaluator_models" in ignored and "llm.models[1].random_seed" in ignored
