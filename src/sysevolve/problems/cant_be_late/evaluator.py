@@ -13,22 +13,12 @@ import cbl_policies
 import cbl_runner
 import cbl_sim
 import cbl_traces
+from sysevolve.evaluation.result import EvaluationResult
 
 STD_WEIGHT = 0.25
 ADRS_FAILURE_SCORE = -100000.0
 WORST_SHOWN = 5
 SHARD_RUNS = 2000  # larger evaluations run the candidate in two processes
-
-
-class EvaluationResult:
-    """Numeric metrics plus text artifacts (OpenEvolve-compatible shape)."""
-
-    def __init__(self, metrics: dict, artifacts: dict):
-        self.metrics = metrics
-        self.artifacts = artifacts
-
-    def __repr__(self):
-        return f"EvaluationResult(metrics={self.metrics!r}, artifacts={self.artifacts!r})"
 
 
 def evaluate(program_path, split: str = "search", semantics: str = "hardened", data_dir=None,

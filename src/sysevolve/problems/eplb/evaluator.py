@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from sysevolve.evaluation.result import EvaluationResult
 
 SEMANTICS = ("hardened", "adrs")
 GATE_TOLERANCE = 0.005
@@ -41,17 +42,6 @@ _HERE = Path(__file__).resolve().parent
 _BASELINE = _HERE / "baselines" / "hierarchical.py"
 _SIBLINGS = ("eplb_sim", "eplb_workloads", "eplb_reference")
 _ids = itertools.count()
-
-
-class EvaluationResult:
-    """Numeric metrics plus JSON-able artifacts (OpenEvolve-compatible shape)."""
-
-    def __init__(self, metrics: dict, artifacts: dict):
-        self.metrics = metrics
-        self.artifacts = artifacts
-
-    def __repr__(self):
-        return f"EvaluationResult(metrics={self.metrics!r}, artifacts={self.artifacts!r})"
 
 
 class _Side:

@@ -17,6 +17,7 @@ from pathlib import Path
 import llm_sql_data
 import llm_sql_harness
 import llm_sql_metric
+from sysevolve.evaluation.result import EvaluationResult
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "baselines" / "ggr.py"
@@ -28,17 +29,6 @@ HIT_WEIGHT, SPEED_WEIGHT = 0.95, 0.05
 ADRS_RUNTIME_CAP_S = 12.0
 LITERAL_WARN_ITEMS = 1000
 LITERAL_WARN_CHARS = 20000
-
-
-class EvaluationResult:
-    """Numeric metrics plus JSON-able artifacts (OpenEvolve-compatible shape)."""
-
-    def __init__(self, metrics: dict, artifacts: dict):
-        self.metrics = metrics
-        self.artifacts = artifacts
-
-    def __repr__(self):
-        return f"EvaluationResult(metrics={self.metrics!r}, artifacts={self.artifacts!r})"
 
 
 def evaluate(program_path, split: str = "search", data_dir=None, semantics: str = "hardened",

@@ -15,21 +15,11 @@ from pathlib import Path
 import prism_instances
 import prism_runner
 import prism_score
+from sysevolve.evaluation.result import EvaluationResult
 
 SEMANTICS = ("hardened", "adrs")
 _HERE = Path(__file__).resolve().parent
 _INITIAL_HOLDOUT: dict[str, float] = {}  # semantics -> the initial program's holdout score
-
-
-class EvaluationResult:
-    """Numeric metrics plus text artifacts (OpenEvolve-compatible shape)."""
-
-    def __init__(self, metrics: dict, artifacts: dict):
-        self.metrics = metrics
-        self.artifacts = artifacts
-
-    def __repr__(self):
-        return f"EvaluationResult(metrics={self.metrics!r}, artifacts={self.artifacts!r})"
 
 
 def evaluate(program_path, split: str = "search", semantics: str = "hardened", seed: int = 0,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import txn_model
 import txn_workloads
+from sysevolve.evaluation.result import EvaluationResult
 
 NUM_SEQS = 10
 DATA_ENV = "SYSEVOLVE_DATA"
@@ -28,17 +29,6 @@ LITERAL_WARN_LEN = 50
 _HERE = Path(__file__).resolve().parent
 _SMF_FULL_TOTALS: dict[tuple[str, str], int] = {}  # (split, data source) -> total; deterministic
 _program_ids = itertools.count()
-
-
-class EvaluationResult:
-    """Numeric metrics plus text artifacts (OpenEvolve-compatible shape)."""
-
-    def __init__(self, metrics: dict, artifacts: dict):
-        self.metrics = metrics
-        self.artifacts = artifacts
-
-    def __repr__(self):
-        return f"EvaluationResult(metrics={self.metrics!r}, artifacts={self.artifacts!r})"
 
 
 class WorkloadView:
