@@ -19,7 +19,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf runs/demo-txn
-	$(BIN)/sysevolve run txn_scheduling --iterations 200 --out runs/demo-txn --seed 0
+	$(BIN)/sysevolve run txn_scheduling --iterations 200 --out runs/demo-txn --seed 0 --offline
 	$(BIN)/sysevolve status runs/demo-txn
 
 bench: $(STAMP)

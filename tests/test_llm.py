@@ -332,3 +332,15 @@ def test_broken_template_override_fails_at_start(tmp_path, fake, toy_problem):
         create_run(toy_problem, out_dir=tmp_path / "run",
                    overrides={"llm": llm(fake), "prompt": {"template_dir": str(templates)}})
     assert not (tmp_path / "run").exists()
+
+
+def test_offline_flag_never_calls_a_model(tmp_path, fake, toy_problem, capsys):
+    from sysevolve.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"llm": llm(fake)}))
+    out = tmp_path / "run"
+    assert main(["run", str(toy_problem), "--config", str(config), "--iterations", "3",
+                 "--out", str(out), "--offline"]) == 0
+    assert fake.requests == []
+    assert "offline proposer" in capsys.readouterr().out

@@ -108,6 +108,8 @@ def cmd_run(args) -> int:
         overrides["seed"] = args.seed
     if args.workers is not None:
         overrides.setdefault("evaluation", {})["workers"] = args.workers
+    if args.offline:
+        overrides.setdefault("proposals", {})["offline"] = True
     run = create_run(args.problem, config_file=args.config, overrides=overrides,
                      out_dir=args.out, data_dir=args.data)
     return _execute(run, new=True)
@@ -234,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--workers", type=int, help="evaluations at once (default: number of cores)")
     p.add_argument("--data", type=Path, help="folder with real data (layout of shared/data)")
+    p.add_argument("--offline", action="store_true",
+                   help="offline proposer only: no model is called, even if one is configured")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped or killed run")

@@ -71,6 +71,7 @@ class ProposalConfig(_Section):
     mode: Literal["diff", "rewrite", "mixed"] = Field("diff", description="how models write edits")
     rewrite_fraction: float = Field(0.25, ge=0, le=1, description="mode mixed: share of rewrites")
     repair: bool = Field(True, description="one more turn for an edit that does not apply")
+    offline: bool = Field(False, description="use the offline proposer even when models are configured")
 
 
 class ModelConfig(_Section):

@@ -164,6 +164,9 @@ def _proposer(problem: Problem, config: Config) -> tuple[Proposer, str]:
     from sysevolve.proposals.llm_proposer import LLMProposer
     from sysevolve.proposals.prompts import PromptBuilder
 
+    if config.proposals.offline:
+        return (OfflineProposer(crossover_rate=config.proposals.crossover_rate),
+                "offline proposer (proposals.offline): mutations inside evolvable regions, no model calls")
     models = resolve_models(config.llm)
     unpriced = [m.name for m in models if m.price_in is None or m.price_out is None]
     if unpriced and config.budget.max_cost_usd is not None:
