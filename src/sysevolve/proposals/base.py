@@ -82,7 +82,12 @@ class ProposerUnavailable(RuntimeError):
 
 
 class Proposer(Protocol):
-    """Anything that can propose an edit of a parent program."""
+    """Anything that can propose an edit of a parent program.
+
+    Two methods are optional, and the engine calls them when present:
+    `observe(child, parent_score, cost_usd)` after each child's fate is known (also when a
+    run is replayed on resume), to learn from outcomes; `async aclose()` when the loop ends.
+    """
 
     name: str
 
