@@ -6,6 +6,8 @@ import asyncio
 import json
 import math
 import os
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -379,3 +381,20 @@ def test_holdout_needs_an_evaluator_that_supports_split():
     outcome = run(GOOD, problem="no_split", split="holdout")
     assert not outcome.ok
     assert outcome.failure == "evaluator does not support split='holdout'"
+
+
+def test_scratch_of_a_dead_engine_is_removed(monkeypatch, tmp_path):
+    import sysevolve.evaluation.sandbox as sandbox
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sandbox, "_root", None)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = tmp_path / f"sysevolve-{dead.pid}" / "sysevolve-eval-abc"
+    leftover.mkdir(parents=True)
+    (leftover / "program.py").write_text("x = 1\n")
+    alive = tmp_path / f"sysevolve-{os.getppid()}"
+    alive.mkdir()
+    root = sandbox.scratch_root()
+    assert root == str(tmp_path / f"sysevolve-{os.getpid()}")
+    assert not leftover.parent.exists() and alive.exists()

@@ -10,6 +10,7 @@ dedicated pipe, so nothing a candidate prints can change its score. Whatever the
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
 import json
 import math
@@ -36,6 +37,39 @@ SECRET_PREFIXES = ("AWS_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_APPLICATI
 MAX_RESULT_BYTES = 64_000_000
 DRAIN_S = 1.0  # how long to wait for pipes to close once the child is gone
 _PACKAGE_ROOT = str(Path(sysevolve.__file__).resolve().parent.parent)
+
+
+ROOT_PREFIX = "sysevolve-"
+_root: str | None = None
+
+
+def scratch_root() -> str:
+    """This process's folder for scratch directories, `<tmp>/sysevolve-<pid>`.
+
+    An engine killed with SIGKILL cannot remove its scratch directories; the first evaluation
+    of any later engine removes the folders of engines that are no longer running.
+    """
+    global _root
+    if _root is None or not os.path.isdir(_root):
+        tmp = tempfile.gettempdir()
+        for name in os.listdir(tmp):
+            pid = name[len(ROOT_PREFIX):]
+            if name.startswith(ROOT_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+        _root = os.path.join(tmp, f"{ROOT_PREFIX}{os.getpid()}")
+        os.makedirs(_root, exist_ok=True)
+        atexit.register(shutil.rmtree, _root, True)
+    return _root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 @dataclass(frozen=True)
@@ -108,7 +142,7 @@ async def evaluate_in_sandbox(
     if Path(request.program_filename).name != request.program_filename:
         raise ValueError(f"program_filename must be a file name: {request.program_filename!r}")
     started = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_root()))
     try:
         run = _ChildRun(limits)
         returncode = await run.execute(_prepare(request, limits, scratch), scratch, request.env)
