@@ -122,7 +122,7 @@ def main() -> None:
         sandbox_2 = time_loop(problem, root / "c", n, 2, in_process=False)
 
     raw_per_eval = raw_s / (n // 2)
-    table = Table(title=f"engine throughput (instant proposer, trivial evaluator)")
+    table = Table(title="engine throughput (instant proposer, trivial evaluator)")
     for column in ("configuration", "iterations", "seconds", "iterations/s", "ms per iteration",
                    "vs raw sandbox, 1 worker"):
         table.add_column(column, justify="right")

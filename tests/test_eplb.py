@@ -684,7 +684,7 @@ def test_memorised_literals_are_flagged(problem, tmp_path):
     """)
     result = problem["evaluator"].evaluate(path, timing_repeats=1, max_steps=1)
     assert result.artifacts["warnings"] == [
-        "source embeds a literal sequence of 300 integers (memorised data?)"]
+        "source embeds a literal sequence of 300 integers (memorised placements?)"]
 
 
 def test_overfitting_to_search_is_flagged_on_holdout(problem, tmp_path):

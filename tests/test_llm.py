@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
@@ -14,7 +13,6 @@ import yaml
 from conftest import FIXTURES, resume_loop, run_loop
 from fake_llm import FakeLLM
 from sysevolve.config import ConfigError
-from sysevolve.proposals.base import Proposal
 from sysevolve.runs import create_run, summary
 from sysevolve.store import Store
 

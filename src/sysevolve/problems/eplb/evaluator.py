@@ -15,7 +15,6 @@ harness sandbox (see the README).
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import gc
 import importlib.util
@@ -29,6 +28,7 @@ import time
 import traceback
 from pathlib import Path
 from sysevolve.evaluation.result import EvaluationResult
+from sysevolve.evaluation.scan import memorised_data_warnings
 
 SEMANTICS = ("hardened", "adrs")
 GATE_TOLERANCE = 0.005
@@ -357,25 +357,5 @@ def _mean(values) -> float:
 
 
 def literal_warnings(source: str) -> list[str]:
-    """A warning if the source embeds a literal run of >= 50 integers (memorised placements?)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    longest = 0
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            if node.elts and all(_is_int_literal(e) for e in node.elts):
-                longest = max(longest, len(node.elts))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if re.fullmatch(r"[\d\s,;:\[\]()-]*", node.value):
-                longest = max(longest, len(re.findall(r"\d+", node.value)))
-    if longest >= LITERAL_WARN_LEN:
-        return [f"source embeds a literal sequence of {longest} integers (memorised data?)"]
-    return []
-
-
-def _is_int_literal(node) -> bool:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        node = node.operand
-    return isinstance(node, ast.Constant) and type(node.value) is int
+    """A warning for a literal run of >= {LITERAL_WARN_LEN} integers (memorised placements?)."""
+    return memorised_data_warnings(source, LITERAL_WARN_LEN, "placements")

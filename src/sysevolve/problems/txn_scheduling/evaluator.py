@@ -9,12 +9,10 @@ this process: isolation from a deliberately hostile program is the job of the ha
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import itertools
 import os
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import txn_model
 import txn_workloads
 from sysevolve.evaluation.result import EvaluationResult
+from sysevolve.evaluation.scan import memorised_data_warnings
 
 NUM_SEQS = 10
 DATA_ENV = "SYSEVOLVE_DATA"
@@ -199,29 +198,8 @@ def validate_schedule(result, n: int) -> list[int]:
 
 
 def literal_warnings(source: str) -> list[str]:
-    """Warnings for literal runs of >= 50 integers in the source (memorised schedules, spec 7.6)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    longest = 0
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            if node.elts and all(_is_int_literal(e) for e in node.elts):
-                longest = max(longest, len(node.elts))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            # Also catch a schedule hidden in a string such as "3 17 5 ..." or "[3, 17, 5]".
-            if re.fullmatch(r"[\d\s,;:\[\]()-]*", node.value):
-                longest = max(longest, len(re.findall(r"\d+", node.value)))
-    if longest >= LITERAL_WARN_LEN:
-        return [f"source embeds a literal sequence of {longest} integers (memorised schedule?)"]
-    return []
-
-
-def _is_int_literal(node) -> bool:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        node = node.operand
-    return isinstance(node, ast.Constant) and type(node.value) is int
+    """A warning for a literal run of >= {LITERAL_WARN_LEN} integers (memorised schedule?)."""
+    return memorised_data_warnings(source, LITERAL_WARN_LEN, "schedule")
 
 
 def _one_line(exc: BaseException) -> str:
