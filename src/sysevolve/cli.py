@@ -16,9 +16,11 @@ from sysevolve import __version__
 from sysevolve.config import ConfigError
 from sysevolve.engine import InitialProgramFailed
 from sysevolve.evaluation.harness import Harness
+from sysevolve.evaluation.scan import tampering_warnings
 from sysevolve.problem import ProblemError, builtin_problems, load_problem
 from sysevolve.progress import ProgressBar
 from sysevolve.proposals.edits import unified_diff
+from sysevolve.proposals.regions import evolvable_lines
 from sysevolve.rundir import db_path, is_run_dir
 from sysevolve.runs import (Run, RunError, create_run, evaluation_env, open_run, remove_run,
                             resolve_config, summary)
@@ -208,7 +210,9 @@ def cmd_eval(args) -> int:
     for key, value in sorted(outcome.metrics.items()):
         table.add_row(key, _fmt(value))
     console.print(table)
-    for warning in outcome.artifacts.get("warnings", []) or []:
+    code = program.read_text()
+    screened = [f"tampering route: {w}" for w in tampering_warnings(code, evolvable_lines(code))]
+    for warning in screened + list(outcome.artifacts.get("warnings", []) or []):
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"evaluated in {outcome.duration_s:.2f} s")
     return 0

@@ -138,6 +138,9 @@ class EvaluationConfig(_Section):
     max_output_mb: float = Field(10.0, gt=0, description="stdout+stderr beyond this kills the evaluation")
     cascade: bool = True
     cascade_thresholds: tuple[float, ...] = ()
+    tampering: Literal["warn", "reject", "off"] = Field(
+        "warn", description="static scan of evolved code for tampering routes: warn, reject or off"
+    )
     evaluator_kwargs: dict[str, Any] = Field(
         {}, description="keyword arguments for evaluate(), over problem.yaml's (e.g. semantics: adrs)"
     )

@@ -28,7 +28,9 @@ from sysevolve.evaluation.sandbox import EvaluationOutcome
 from sysevolve.program import Program
 from sysevolve.proposals.base import (Proposal, ProposalCancelled, ProposalRequest, Proposer,
                                      ProposerUnavailable)
+from sysevolve.evaluation.scan import tampering_warnings
 from sysevolve.proposals.edits import EditError, make_child
+from sysevolve.proposals.regions import evolvable_lines
 from sysevolve.rundir import BestProgramFolder
 from sysevolve.store import Evaluation, Store
 
@@ -255,6 +257,7 @@ class Engine:
             else:
                 summary = "; ".join(filter(None, [proposal.summary, made.warning]))
                 child = dataclasses.replace(child, code=made.code, edit=made.edit, edit_summary=summary)
+                child = self._screen(child)
         program_id = self.store.add_program(child, seed=launch.seed, discarded=proposal.discarded,
                                             calls=proposal.calls)
         child = dataclasses.replace(child, id=program_id)
@@ -266,11 +269,29 @@ class Engine:
         else:
             self._settle(child)
 
+    def _screen(self, child: Program) -> Program:
+        """Scan the child's evolvable code for tampering routes: warn, or reject it."""
+        policy = self.config.evaluation.tampering
+        if policy == "off":
+            return child
+        found = tampering_warnings(child.code, evolvable_lines(child.code))
+        if not found:
+            return child
+        if policy == "reject":
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            return dataclasses.replace(child, status="invalid_edit",
+                                       failure=f"tampering route in evolved code: {found[0]}{more}")
+        return dataclasses.replace(child, artifacts={"warnings": [f"tampering route: {w}" for w in found]})
+
     def _finish_evaluation(self, task: asyncio.Task, program: Program) -> None:
         outcome = task.result()  # the sandbox reports candidate failures; it does not raise
         self._record(program, outcome)
 
     def _record(self, program: Program, outcome: EvaluationOutcome) -> None:
+        screened = program.artifacts.get("warnings", [])  # found before the evaluation
+        if screened:
+            warnings = screened + list(outcome.artifacts.get("warnings", []))
+            outcome = dataclasses.replace(outcome, artifacts={**outcome.artifacts, "warnings": warnings})
         self.store.record_evaluation(program.id, _evaluation(outcome))
         evaluated = dataclasses.replace(
             program, status="ok" if outcome.ok else "failed", score=outcome.score,

@@ -79,6 +79,11 @@ def replace_regions(code: str, new_texts: list[str]) -> str:
     return "".join(out)
 
 
+def evolvable_lines(code: str) -> set[int]:
+    """The 1-based numbers of the lines of `code` that may evolve."""
+    return {i + 1 for r in find_regions(code) for i in range(r.start, r.end)}
+
+
 def line_in_regions(regions: list[Region], line: int) -> bool:
     """True when 0-based `line` lies in one of `regions`."""
     return any(r.start <= line < r.end for r in regions)
