@@ -87,3 +87,43 @@ def test_engine_can_reject(tmp_path, toy_problem):
     assert child.status == "invalid_edit"
     assert child.failure.startswith("tampering route in evolved code: line ")
     assert "heap scan (gc.get_objects)" in child.failure
+
+
+def test_a_new_best_that_does_not_reproduce_is_flagged(tmp_path, toy_problem):
+    import json
+    import shutil
+
+    from conftest import run_loop
+    from sysevolve.store import Store
+
+    folder = tmp_path / "noisy"
+    shutil.copytree(toy_problem, folder)
+    evaluator = (folder / "evaluator.py").read_text()
+    (folder / "evaluator.py").write_text(evaluator.replace(
+        'return {"combined_score": 1.0 / (1.0 + abs(x - 7.5)), "x": x}',
+        'import random\n    return {"combined_score": 1.0 / (1.0 + abs(x - 7.5)) + random.random(), "x": x}'))
+    out = tmp_path / "run"
+    run_loop(folder, out, run={"iterations": 8}, seed=1)
+    store = Store(out / "run.db")
+    try:
+        flagged = [p for p in store.programs() if any("did not reproduce" in w for w in p.artifacts.get("warnings", []))]
+        rechecks = store.events("best_not_reproduced")
+    finally:
+        store.close()
+    assert flagged and len(rechecks) == len(flagged)
+    best = json.loads((out / "best" / "best_program_info.json").read_text())
+    assert best["id"] not in {p.id for p in flagged} or best["warnings"]
+
+
+def test_a_deterministic_best_is_not_flagged(tmp_path, toy_problem):
+    from conftest import run_loop
+    from sysevolve.store import Store
+
+    out = tmp_path / "run"
+    run_loop(toy_problem, out, run={"iterations": 10}, seed=1)
+    store = Store(out / "run.db")
+    try:
+        assert store.events("best_not_reproduced") == []
+        assert store._db.execute("SELECT COUNT(*) FROM evaluations WHERE split = 'recheck'").fetchone()[0] > 0
+    finally:
+        store.close()

@@ -138,6 +138,8 @@ class EvaluationConfig(_Section):
     max_output_mb: float = Field(10.0, gt=0, description="stdout+stderr beyond this kills the evaluation")
     cascade: bool = True
     cascade_thresholds: tuple[float, ...] = ()
+    recheck_best: bool = Field(True, description="evaluate each new best once more; flag it if the score moves")
+    recheck_tolerance: float = Field(1e-9, ge=0, description="relative change that counts as not reproduced")
     tampering: Literal["warn", "reject", "off"] = Field(
         "warn", description="static scan of evolved code for tampering routes: warn, reject or off"
     )

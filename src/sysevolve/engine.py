@@ -105,7 +105,8 @@ class Engine:
         self._costs: dict[int, float] = {}  # program id -> cost of the calls that made it
         self._eval_queue: list[Program] = []
         self._proposals: dict[asyncio.Task, _Launch] = {}
-        self._evaluations: dict[asyncio.Task, Program] = {}
+        self._evaluations: dict[asyncio.Task, tuple[Program, str]] = {}  # kind: search | recheck
+        self._rechecks: list[Program] = []  # new bests to evaluate once more, before anything else
 
     # --- start-up ---------------------------------------------------------------------------
     async def prepare(self, initial_code: str) -> None:
@@ -190,7 +191,7 @@ class Engine:
                     if task in self._proposals:
                         self._finish_proposal(task, self._proposals.pop(task))
                     else:
-                        self._finish_evaluation(task, self._evaluations.pop(task))
+                        self._finish_evaluation(task, *self._evaluations.pop(task))
                 self._check_stop()
                 self.on_progress(self.stats)
                 if self.stop_reason == WALL_CLOCK:
@@ -231,10 +232,14 @@ class Engine:
             self.stats.iterations += 1
 
     def _launch_evaluations(self) -> None:
-        while self._eval_queue and len(self._evaluations) < self.config.evaluation.resolved_workers():
-            program = self._eval_queue.pop(0)
+        workers = self.config.evaluation.resolved_workers()
+        while (self._rechecks or self._eval_queue) and len(self._evaluations) < workers:
+            if self._rechecks:
+                program, kind = self._rechecks.pop(0), "recheck"
+            else:
+                program, kind = self._eval_queue.pop(0), "search"
             task = asyncio.create_task(self.harness.evaluate(program.code))
-            self._evaluations[task] = program
+            self._evaluations[task] = (program, kind)
 
     def _finish_proposal(self, task: asyncio.Task, launch: _Launch) -> None:
         if isinstance(task.exception(), ProposerUnavailable):
@@ -283,9 +288,26 @@ class Engine:
                                        failure=f"tampering route in evolved code: {found[0]}{more}")
         return dataclasses.replace(child, artifacts={"warnings": [f"tampering route: {w}" for w in found]})
 
-    def _finish_evaluation(self, task: asyncio.Task, program: Program) -> None:
+    def _finish_evaluation(self, task: asyncio.Task, program: Program, kind: str) -> None:
         outcome = task.result()  # the sandbox reports candidate failures; it does not raise
-        self._record(program, outcome)
+        if kind == "recheck":
+            self._check_reproduced(program, outcome)
+        else:
+            self._record(program, outcome)
+
+    def _check_reproduced(self, program: Program, again: EvaluationOutcome) -> None:
+        """Flag a new best whose score a second evaluation does not reproduce."""
+        self.store.record_evaluation(program.id, _evaluation(again, "recheck"))
+        tolerance = self.config.evaluation.recheck_tolerance * max(1.0, abs(program.score))
+        if again.ok and abs(again.score - program.score) <= tolerance:
+            return
+        second = f"{again.score:.6g}" if again.ok else f"a failure ({again.failure})"
+        warning = f"score did not reproduce: {program.score:.6g}, then {second} on re-evaluation"
+        self.store.add_warning(program.id, warning)
+        self.store.add_event("best_not_reproduced", program_id=program.id, warning=warning)
+        best = self.store.best_program()
+        if best is not None and best.id == program.id:
+            self.best_folder.write(best)
 
     def _record(self, program: Program, outcome: EvaluationOutcome) -> None:
         screened = program.artifacts.get("warnings", [])  # found before the evaluation
@@ -299,6 +321,8 @@ class Engine:
         )
         if self._settle(evaluated):
             self.best_folder.write(evaluated)
+            if self.config.evaluation.recheck_best and evaluated.iteration > 0:
+                self._rechecks.append(evaluated)
             self.store.add_event("new_best", program_id=evaluated.id, score=evaluated.score,
                                  iteration=evaluated.iteration)
 

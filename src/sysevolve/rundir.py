@@ -46,5 +46,6 @@ class BestProgramFolder:
             "parent_id": program.parent_id,
             "score": program.score,
             "metrics": program.metrics,
+            "warnings": program.artifacts.get("warnings", []),
         }
         _write_atomically(self.path / BEST_INFO, json.dumps(info, indent=2) + "\n")

@@ -235,6 +235,15 @@ class Store:
             raise KeyError(f"no program {program_id} in {self.path}")
         return _program(row)
 
+    def add_warning(self, program_id: int, warning: str) -> None:
+        """Append `warning` to a program's artifacts["warnings"]."""
+        with self._transaction():
+            row = self._db.execute("SELECT artifacts FROM programs WHERE id = ?", (program_id,)).fetchone()
+            artifacts = json.loads(row[0]) if row else {}
+            artifacts["warnings"] = list(artifacts.get("warnings", [])) + [warning]
+            self._db.execute("UPDATE programs SET artifacts = ? WHERE id = ?",
+                             (json.dumps(artifacts), program_id))
+
     def settled_programs(self) -> Iterator[Program]:
         """Programs whose fate is known, in the order it became known."""
         rows = self._db.execute(
