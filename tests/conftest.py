@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,18 @@ def resume_loop(out_dir: Path, iterations: int | None = None):
 @pytest.fixture
 def toy_problem() -> Path:
     return FIXTURES / "toy"
+
+
+@contextlib.contextmanager
+def problem_modules(folder: Path, names: tuple[str, ...]):
+    """A problem folder's modules, freshly imported with the folder on sys.path (as the
+    evaluation child sees them); removed again afterwards, since hostile tests patch them."""
+    for name in names:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(folder))
+    try:
+        yield {name: importlib.import_module(name) for name in names}
+    finally:
+        sys.path.remove(str(folder))
+        for name in names:
+            sys.modules.pop(name, None)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import problem_modules
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,15 +36,8 @@ needs_real = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def cbl():
     """The problem folder on sys.path with fresh imports of its modules."""
-    for name in MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(PROBLEM))
-    try:
-        yield {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(PROBLEM))
-        for name in MODULES:
-            sys.modules.pop(name, None)
+    with problem_modules(PROBLEM, MODULES) as modules:
+        yield modules
 
 
 @pytest.fixture(autouse=True)

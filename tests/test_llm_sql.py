@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from conftest import problem_modules
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,15 +38,8 @@ def problem():
     """The problem folder on sys.path and its modules, imported once: programs run in processes
     of their own, so nothing a program does can reach these modules."""
     saved_env = os.environ.pop("SYSEVOLVE_DATA", None)
-    for name in MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(PROBLEM))
-    try:
-        yield {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(PROBLEM))
-        for name in MODULES:
-            sys.modules.pop(name, None)
+    with problem_modules(PROBLEM, MODULES) as modules:
+        yield modules
         if saved_env is not None:
             os.environ["SYSEVOLVE_DATA"] = saved_env
 

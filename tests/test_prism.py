@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import problem_modules
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,15 +25,8 @@ GREEDY, EVOLVED, FIRST_FIT = (BASELINES / f"{n}.py" for n in ("prism_greedy", "e
 @pytest.fixture
 def problem(monkeypatch):
     """The problem folder on sys.path with fresh imports of its modules."""
-    for name in MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(PROBLEM))
-    try:
-        yield {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(PROBLEM))
-        for name in MODULES:
-            sys.modules.pop(name, None)
+    with problem_modules(PROBLEM, MODULES) as modules:
+        yield modules
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import random
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from conftest import problem_modules
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,15 +29,8 @@ needs_real = pytest.mark.skipif(
 def problem(monkeypatch):
     """The problem folder on sys.path with fresh imports of its modules (hostile tests patch them)."""
     monkeypatch.delenv("SYSEVOLVE_DATA", raising=False)
-    for name in MODULES:
-        sys.modules.pop(name, None)
-    sys.path.insert(0, str(PROBLEM))
-    try:
-        yield {name: importlib.import_module(name) for name in MODULES}
-    finally:
-        sys.path.remove(str(PROBLEM))
-        for name in MODULES:
-            sys.modules.pop(name, None)
+    with problem_modules(PROBLEM, MODULES) as modules:
+        yield modules
 
 
 @pytest.fixture
