@@ -101,16 +101,20 @@ def test_a_new_best_that_does_not_reproduce_is_flagged(tmp_path, toy_problem):
     evaluator = (folder / "evaluator.py").read_text()
     (folder / "evaluator.py").write_text(evaluator.replace(
         'return {"combined_score": 1.0 / (1.0 + abs(x - 7.5)), "x": x}',
-        'import random\n    return {"combined_score": 1.0 / (1.0 + abs(x - 7.5)) + random.random(), "x": x}'))
+        # a little noise that differs from one evaluation process to the next
+        'import os\n    noise = (os.getpid() % 97 + 1) * 1e-7\n'
+        '    return {"combined_score": 1.0 / (1.0 + abs(x - 7.5)) + noise, "x": x}'))
     out = tmp_path / "run"
-    run_loop(folder, out, run={"iterations": 8}, seed=1)
+    run_loop(folder, out, run={"iterations": 20}, seed=1)
     store = Store(out / "run.db")
     try:
         flagged = [p for p in store.programs() if any("did not reproduce" in w for w in p.artifacts.get("warnings", []))]
-        rechecks = store.events("best_not_reproduced")
+        events = store.events("best_not_reproduced")
+        rechecked = store._db.execute("SELECT COUNT(*) FROM evaluations WHERE split = 'recheck'").fetchone()[0]
     finally:
         store.close()
-    assert flagged and len(rechecks) == len(flagged)
+    assert rechecked >= 2  # the toy problem improves several times in 20 iterations
+    assert flagged and len(events) == len(flagged)
     best = json.loads((out / "best" / "best_program_info.json").read_text())
     assert best["id"] not in {p.id for p in flagged} or best["warnings"]
 
