@@ -27,7 +27,7 @@ from sysevolve.evaluation.harness import Harness
 from sysevolve.evaluation.sandbox import EvaluationOutcome
 from sysevolve.program import Program
 from sysevolve.proposals.base import (Proposal, ProposalCancelled, ProposalRequest, Proposer,
-                                     ProposerUnavailable)
+                                     ProposerUnavailable, one_line)
 from sysevolve.evaluation.scan import tampering_warnings
 from sysevolve.proposals.edits import EditError, make_child
 from sysevolve.proposals.regions import evolvable_lines
@@ -343,8 +343,8 @@ class Engine:
             self.stop_reason = f"target score {run.target_score:g} reached"
         elif run.patience is not None and stats.since_improvement >= run.patience:
             self.stop_reason = f"no improvement in {run.patience} iterations"
-        elif self._spending_limit():
-            self.stop_reason = self._spending_limit()
+        elif spent := self._spending_limit():
+            self.stop_reason = spent
         elif stats.iterations >= run.iterations and not self._proposals:
             self.stop_reason = f"iteration budget of {run.iterations} used"
         elif budget.max_proposals is not None and stats.iterations >= budget.max_proposals and not self._proposals:
@@ -380,7 +380,7 @@ def _proposal_result(task: asyncio.Task, proposer_name: str) -> Proposal:
         return Proposal(text="", format="rewrite", proposer=exc.proposer, calls=exc.calls,
                         failure="cancelled: the run stopped during this proposal")
     if exc is not None:
-        reason = f"proposer raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        reason = f"proposer raised {one_line(exc)}"
         return Proposal(text="", format="rewrite", proposer=proposer_name, failure=reason)
     return task.result()
 

@@ -209,6 +209,7 @@ def summary(store: Store) -> dict:
     best = store.best_program()
     config = store.get_meta("config") or {}
     stopped = store.events("stopped")
+    cost_usd, tokens = store.spending()
     return {
         "problem": (store.get_meta("problem") or {}).get("name"),
         "iterations": store.iterations_done(),
@@ -224,8 +225,8 @@ def summary(store: Store) -> dict:
         "proposal_failures": counts.get("proposal_failed", 0),
         "discarded_unparseable": store.discarded_proposals(),
         "pending": counts.get("pending", 0),
-        "cost_usd": store.spending()[0],
-        "tokens": store.spending()[1],
+        "cost_usd": cost_usd,
+        "tokens": tokens,
         "models": store.usage_by_model(),
         "stop_reason": stopped[-1][2].get("reason") if stopped else None,
         "failure_reasons": [

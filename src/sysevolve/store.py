@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sysevolve.program import Program
-from sysevolve.proposals.base import LLMCall
+from sysevolve.proposals.base import PROPOSER_PREFIX, LLMCall
 
 SCHEMA_VERSION = 1
 
@@ -327,7 +327,7 @@ class Store:
             improvements = self._db.execute(
                 "SELECT COUNT(*) FROM programs child JOIN programs parent ON child.parent_id = parent.id "
                 "WHERE child.proposer = ? AND child.status = 'ok' AND child.score > parent.score",
-                ("llm:" + model,),
+                (PROPOSER_PREFIX + model,),
             ).fetchone()[0]
             usage.append({
                 "model": model, "calls": calls, "ok_calls": ok, "failed_calls": causes,

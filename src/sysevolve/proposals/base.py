@@ -12,6 +12,13 @@ from typing import Literal, Protocol
 from sysevolve.program import Program
 
 EditFormat = Literal["diff", "rewrite"]
+PROPOSER_PREFIX = "llm:"  # programs proposed by a model record proposer "llm:<model name>"
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for stored failure reasons."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 @dataclass(frozen=True)

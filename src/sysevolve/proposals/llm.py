@@ -22,6 +22,7 @@ import openai
 
 from sysevolve.config import REDACTED, ConfigError, LLMConfig, ModelConfig
 from sysevolve.proposals import pricing
+from sysevolve.proposals.base import one_line
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_MODEL_ENV = "SYSEVOLVE_MODEL"
@@ -139,12 +140,6 @@ def resolve_models(settings: LLMConfig, environ: dict[str, str] | None = None) -
             price_out=m.price_out if m.price_out is not None else known[1],
         ))
     return models
-
-
-def one_line(error: BaseException) -> str:
-    """`Type: first line of the message`, for stored failure reasons."""
-    text = str(error)
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:

@@ -16,15 +16,14 @@ import time
 from dataclasses import replace
 
 from sysevolve.program import Program
-from sysevolve.proposals.base import (LLMCall, Proposal, ProposalCancelled, ProposalRequest,
-                                     ProposerUnavailable)
+from sysevolve.proposals.base import (PROPOSER_PREFIX, LLMCall, Proposal, ProposalCancelled,
+                                     ProposalRequest, ProposerUnavailable)
 from sysevolve.proposals.edits import EditError, make_child, parse_blocks
 from sysevolve.proposals.ensemble import Ensemble
 from sysevolve.proposals.llm import CallFailed, ModelClient
 from sysevolve.proposals.prompts import PromptBuilder
 
 _PYTHON_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
-PROPOSER_PREFIX = "llm:"
 
 
 def extract_edit(answer: str, mode: str) -> tuple[str, str] | None:
